@@ -1,0 +1,135 @@
+/* The port surface (Linux). See memcall.h. */
+#include "memcall.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+size_t mg_os_page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+int mg_os_map(size_t len, void **out)
+{
+    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *out = p;
+    return 0;
+}
+
+int mg_os_unmap(void *p, size_t len)
+{
+    return munmap(p, len) == 0 ? 0 : -errno;
+}
+
+int mg_os_protect(void *p, size_t len, enum mg_prot prot)
+{
+    int flags = prot == MG_PROT_RW ? PROT_READ | PROT_WRITE : prot == MG_PROT_READ ? PROT_READ : PROT_NONE;
+    return mprotect(p, len, flags) == 0 ? 0 : -errno;
+}
+
+int mg_os_lock(void *p, size_t len)
+{
+    return mlock(p, len) == 0 ? 0 : -errno;
+}
+
+int mg_os_unlock(void *p, size_t len)
+{
+    return munlock(p, len) == 0 ? 0 : -errno;
+}
+
+int mg_os_nodump(void *p, size_t len)
+{
+    return madvise(p, len, MADV_DONTDUMP) == 0 ? 0 : -errno;
+}
+
+int mg_os_random(void *p, size_t len)
+{
+    unsigned char *c = p;
+    while (len > 0) {
+        /* getrandom returns at most 32 MiB per call and may be interrupted. */
+        ssize_t n = getrandom(c, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        c += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t mg_os_read(int fd, void *p, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(fd, p, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int mg_os_seek_relative(int fd, off_t delta)
+{
+    return lseek(fd, delta, SEEK_CUR) == (off_t)-1 ? -errno : 0;
+}
+
+bool mg_os_is_seekable(int fd)
+{
+    return lseek(fd, 0, SEEK_CUR) != (off_t)-1;
+}
+
+int mg_os_disable_core_dumps(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CORE, &rl) != 0)
+        return -errno;
+    rl.rlim_cur = 0;
+    return setrlimit(RLIMIT_CORE, &rl) == 0 ? 0 : -errno;
+}
+
+int mg_os_set_nondumpable(void)
+{
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int mg_os_memlock_limit(size_t *soft)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        return -errno;
+    *soft = rl.rlim_cur == RLIM_INFINITY ? (size_t)-1 : (size_t)rl.rlim_cur;
+    return 0;
+}
+
+void mg_os_write_stderr(const char *msg)
+{
+    size_t len = strlen(msg);
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, msg, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        msg += n;
+        len -= (size_t)n;
+    }
+}
+
+_Noreturn void mg_os_abort(void)
+{
+    abort();
+}
