@@ -1,0 +1,113 @@
+/* Helpers on plain memory: wipe, scramble, constant-time equal/copy/move. */
+#include <string.h>
+
+#include <memguard/memguard.h>
+
+#include "harness.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define MGT_HAVE_MEMCHECK 1
+#endif
+#endif
+
+static void test_equal_on_equal_unequal_and_empty(void)
+{
+    unsigned char a[64], b[64];
+    for (int i = 0; i < 64; i++)
+        a[i] = b[i] = (unsigned char)i;
+    CU_ASSERT_EQUAL(mg_equal(a, b, 64), 1);
+    CU_ASSERT_EQUAL(mg_equal(a, b, 0), 1);
+    CU_ASSERT_EQUAL(mg_equal(NULL, NULL, 0), 1);
+    for (int i = 0; i < 64; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (unsigned char)(1 << bit);
+            CU_ASSERT_EQUAL(mg_equal(a, b, 64), 0);
+            CU_ASSERT_EQUAL(mg_equal(a, b, (size_t)i + 1), 0);
+            CU_ASSERT_EQUAL(mg_equal(a, b, (size_t)i), 1); /* prefix before the flip */
+            b[i] ^= (unsigned char)(1 << bit);
+        }
+    }
+}
+
+static void test_copy_and_move(void)
+{
+    unsigned char src[33], dst[33] = {0};
+    for (int i = 0; i < 33; i++)
+        src[i] = (unsigned char)(0xf0 ^ i);
+    mg_copy(dst, src, 33);
+    CU_ASSERT_EQUAL(memcmp(dst, src, 33), 0);
+    unsigned char keep[33];
+    memcpy(keep, src, 33);
+    memset(dst, 0, sizeof dst);
+    mg_move(dst, src, 33);
+    CU_ASSERT_EQUAL(memcmp(dst, keep, 33), 0);
+    unsigned char zero[33] = {0};
+    CU_ASSERT_EQUAL(memcmp(src, zero, 33), 0);
+    mg_copy(dst, src, 0); /* empty is fine */
+}
+
+static void test_wipe_and_scramble(void)
+{
+    unsigned char buf[100];
+    memset(buf, 0xee, sizeof buf);
+    mg_wipe(buf, 50);
+    CU_ASSERT_EQUAL(buf[0], 0);
+    CU_ASSERT_EQUAL(buf[49], 0);
+    CU_ASSERT_EQUAL(buf[50], 0xee);
+    mg_wipe(NULL, 0);
+    CU_ASSERT_EQUAL(mg_scramble(buf, sizeof buf), MG_OK);
+    unsigned char zero[100] = {0};
+    CU_ASSERT_NOT_EQUAL(memcmp(buf, zero, 100), 0);
+    CU_ASSERT_EQUAL(mg_scramble(NULL, 0), MG_OK);
+    CU_ASSERT_EQUAL(mg_scramble(NULL, 5), MG_EINVAL);
+}
+
+/*
+ * Under valgrind memcheck, secret bytes marked undefined make any branch or
+ * address that depends on them an error ("conditional jump depends on
+ * uninitialised value"), failing the run via --error-exitcode. Natively this
+ * checks only the results.
+ */
+static void test_helpers_do_not_branch_on_secret_data(void)
+{
+    unsigned char a[48], b[48], out[48];
+    CU_ASSERT_EQUAL_FATAL(mg_scramble(a, sizeof a), MG_OK);
+    memcpy(b, a, sizeof b);
+    b[47] ^= 1;
+#ifdef MGT_HAVE_MEMCHECK
+    VALGRIND_MAKE_MEM_UNDEFINED(a, sizeof a);
+    VALGRIND_MAKE_MEM_UNDEFINED(b, sizeof b);
+#endif
+    int eq1 = mg_equal(a, b, sizeof a);
+    int eq2 = mg_equal(a, a, sizeof a);
+    mg_copy(out, a, sizeof a);
+#ifdef MGT_HAVE_MEMCHECK
+    /* Declassify only the results, which are public. */
+    VALGRIND_MAKE_MEM_DEFINED(&eq1, sizeof eq1);
+    VALGRIND_MAKE_MEM_DEFINED(&eq2, sizeof eq2);
+    VALGRIND_MAKE_MEM_DEFINED(a, sizeof a);
+    VALGRIND_MAKE_MEM_DEFINED(out, sizeof out);
+#endif
+    CU_ASSERT_EQUAL(eq1, 0);
+    CU_ASSERT_EQUAL(eq2, 1);
+    CU_ASSERT_EQUAL(memcmp(out, a, sizeof a), 0);
+}
+
+static CU_TestInfo util_tests[] = {
+    {"equal on equal, unequal and empty inputs", test_equal_on_equal_unequal_and_empty},
+    {"copy and move (move wipes the source)", test_copy_and_move},
+    {"wipe and scramble", test_wipe_and_scramble},
+    {"helpers do not branch on secret data (memcheck)", test_helpers_do_not_branch_on_secret_data},
+    CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+    CU_SuiteInfo suites[] = {
+        {"util", NULL, NULL, NULL, NULL, util_tests},
+        CU_SUITE_INFO_NULL,
+    };
+    return mgt_main(suites);
+}
