@@ -24,7 +24,7 @@ static void test_purge_wipes_and_kills_every_buffer(void)
 {
     mg_buffer *bufs[N];
     for (int i = 0; i < N; i++) {
-        unsigned char secret[200];
+        static unsigned char secret[N * 97];
         memset(secret, 0x40 + i, sizeof secret);
         bufs[i] = (i % 2) ? mg_buffer_from_bytes(secret, (size_t)(i + 1) * 97) /* frozen */
                           : mg_buffer_new((size_t)(i + 1) * 97);

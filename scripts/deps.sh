@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what memguard needs to build and test, if anything is missing.
+# Debian 12 (bookworm); as root it uses apt-get, otherwise it names the packages.
+set -euo pipefail
+
+PACKAGES=(
+  cmake make gcc clang libclang-rt-14-dev pkgconf
+  libssl-dev openssl libsodium-dev libcunit1-dev valgrind
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "memguard: missing packages: ${missing[*]}" >&2
+  echo "memguard: run as root, or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "memguard: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
