@@ -103,7 +103,7 @@ mgt_mapping mgt_mapping_of(const void *addr)
         if (sscanf(line, "Locked: %zu kB", &kb) == 1)
             m.locked_kb = kb;
         else if (strncmp(line, "VmFlags:", 8) == 0)
-            snprintf(m.vmflags, sizeof m.vmflags, "%s", line + 8);
+            snprintf(m.vmflags, sizeof m.vmflags, "%.*s", (int)sizeof m.vmflags - 1, line + 8);
     }
     fclose(f);
     return m;
