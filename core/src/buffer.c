@@ -62,7 +62,7 @@ static int mlock_failure(int err, size_t len)
 }
 
 /* A new zero-filled, mutable buffer, returned with its lock held. */
-static mg_buffer *buffer_alloc(size_t size)
+static mg_buffer *buffer_alloc_ex(size_t size, bool internal)
 {
     if (mg_ensure_init() != MG_OK)
         return NULL;
@@ -85,13 +85,26 @@ static mg_buffer *buffer_alloc(size_t size)
         mg_fail(MG_ENOMEM, -rc, "mprotect: %s (vm.max_map_count reached?)", strerror(-rc));
         goto unmap;
     }
+    bool secret = mg_backend_get() == MG_BACKEND_SECRETMEM;
+    if (secret) {
+        /* memfd_secret pages are locked and left out of dumps by the kernel itself. */
+        rc = mg_os_map_secret(inner, l.inner_len, false);
+        if (rc == -EAGAIN || rc == -ENOMEM) {
+            mlock_failure(-rc, l.inner_len);
+            goto unmap;
+        }
+        if (rc != 0) {
+            mg_fail(MG_ESYS, -rc, "memfd_secret: %s", strerror(-rc));
+            goto unmap;
+        }
+    }
     rc = mg_os_nodump(inner, l.inner_len);
     if (rc != 0) {
         mg_fail(MG_ESYS, -rc, "madvise(MADV_DONTDUMP): %s", strerror(-rc));
         goto unmap;
     }
     bool locked = true;
-    rc = mg_os_lock(inner, l.inner_len);
+    rc = secret ? 0 : mg_os_lock(inner, l.inner_len);
     if (rc != 0) {
         if (mg_lock_policy_get() == MG_LOCK_REQUIRED) {
             mlock_failure(-rc, l.inner_len);
@@ -112,6 +125,8 @@ static mg_buffer *buffer_alloc(size_t size)
     b->locked = locked;
     b->busy = false;
     b->mapped_dead = false;
+    b->internal = internal;
+    b->secret = secret;
     atomic_store(&b->wipe_len, l.inner_len);
     atomic_store(&b->wipe_ptr, inner);
     atomic_fetch_add(&mg_stat_live, 1);
@@ -210,18 +225,6 @@ void mg_buffer_destroy(mg_buffer *b)
     destroy_held(b);
 }
 
-static mg_buffer *unlocked(mg_buffer *b)
-{
-    if (b != NULL)
-        unlock_handle(b);
-    return b;
-}
-
-mg_buffer *mg_buffer_new(size_t size)
-{
-    return unlocked(buffer_alloc(size));
-}
-
 static void freeze_locked(mg_buffer *b)
 {
     if (!b->is_mutable)
@@ -230,6 +233,61 @@ static void freeze_locked(mg_buffer *b)
     if (rc == 0)
         b->is_mutable = false;
 }
+
+static mg_buffer *buffer_alloc(size_t size)
+{
+    return buffer_alloc_ex(size, false);
+}
+
+static mg_buffer *unlocked(mg_buffer *b)
+{
+    if (b != NULL)
+        unlock_handle(b);
+    return b;
+}
+
+mg_buffer *mg_buffer_new_internal(size_t size)
+{
+    return unlocked(buffer_alloc_ex(size, true));
+}
+
+mg_buffer *mg_buffer_new_held(size_t size)
+{
+    return buffer_alloc(size);
+}
+
+int mg_buffer_hold(mg_buffer *b)
+{
+    return lock_alive(b);
+}
+
+void mg_buffer_release(mg_buffer *b, bool freeze)
+{
+    if (freeze)
+        freeze_locked(b);
+    unlock_handle(b);
+}
+
+void mg_buffer_destroy_held(mg_buffer *b)
+{
+    destroy_held(b);
+}
+
+unsigned char *mg_buffer_data_held(mg_buffer *b)
+{
+    return mg_layout_data(b->base, &b->layout);
+}
+
+size_t mg_buffer_size_held(mg_buffer *b)
+{
+    return b->layout.size;
+}
+
+mg_buffer *mg_buffer_new(size_t size)
+{
+    return unlocked(buffer_alloc(size));
+}
+
 
 mg_buffer *mg_buffer_from_bytes(void *src, size_t size)
 {
@@ -437,7 +495,7 @@ static void purge_one(mg_buffer *b, void *arg)
     bool *canary_failed = arg;
     if (pthread_mutex_lock(&b->lock) != 0)
         return;
-    if (b->alive) {
+    if (b->alive && !b->internal) {
         if (!mg_buffer_teardown_locked(b, b->busy))
             *canary_failed = true;
         atomic_fetch_add(&mg_stat_dead, 1);
@@ -451,6 +509,8 @@ void mg_purge(void)
         return;
     bool canary_failed = false;
     mg_registry_for_each(purge_one, &canary_failed);
+    /* A new process key: every enclave sealed so far becomes undecryptable. */
+    mg_coffer_new_key();
     if (canary_failed)
         mg_canary_failure();
 }

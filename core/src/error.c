@@ -22,6 +22,7 @@ const char *mg_strerror(int code)
     case MG_ENODATA: return "not enough data";
     case MG_EAUTH: return "authentication failed (tampered data or wrong key)";
     case MG_EINIT: return "library initialisation failed";
+    case MG_ENOTSUP: return "not supported on this system";
     default: return "unknown memguard error";
     }
 }

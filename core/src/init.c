@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -12,6 +13,33 @@ static const char *init_step = "not run";
 static size_t page_size;
 static unsigned char *canary_pattern;
 static _Atomic int lock_policy = MG_LOCK_REQUIRED;
+static _Atomic int backend = MG_BACKEND_ANON;
+
+/* Can this process get memfd_secret pages right now? 0 or -errno. */
+static int probe_secretmem(void)
+{
+    void *p;
+    int rc = mg_os_map(page_size, &p);
+    if (rc != 0)
+        return rc;
+    rc = mg_os_map_secret(p, page_size, false);
+    (void)mg_os_unmap(p, page_size);
+    return rc;
+}
+
+static int select_backend(mg_backend want)
+{
+    if (want == MG_BACKEND_ANON) {
+        atomic_store(&backend, MG_BACKEND_ANON);
+        return MG_OK;
+    }
+    int rc = probe_secretmem();
+    if (rc != 0)
+        return mg_fail(MG_ENOTSUP, -rc, "memfd_secret unavailable (%s); using anonymous locked memory",
+                       strerror(-rc));
+    atomic_store(&backend, MG_BACKEND_SECRETMEM);
+    return MG_OK;
+}
 
 static void do_init(void)
 {
@@ -45,7 +73,47 @@ static void do_init(void)
         init_step = "setrlimit(RLIMIT_CORE)";
         return;
     }
+    rc = mg_fork_handlers_install();
+    if (rc != 0) {
+        init_errno = rc;
+        init_step = "pthread_atfork";
+        return;
+    }
+    if (atexit(mg_exit_wipe) != 0) {
+        init_step = "atexit";
+        return;
+    }
     init_result = MG_OK;
+    const char *env = getenv("MEMGUARD_BACKEND");
+    if (env != NULL && strcmp(env, "secretmem") == 0 && select_backend(MG_BACKEND_SECRETMEM) != MG_OK)
+        mg_os_write_stderr("memguard: MEMGUARD_BACKEND=secretmem: memfd_secret unavailable, "
+                           "using anonymous locked memory\n");
+}
+
+int mg_set_backend(mg_backend want)
+{
+    int rc = mg_ensure_init();
+    if (rc != MG_OK)
+        return rc;
+    if (want != MG_BACKEND_ANON && want != MG_BACKEND_SECRETMEM)
+        return mg_fail(MG_EINVAL, 0, "unknown backend %d", (int)want);
+    return select_backend(want);
+}
+
+mg_backend mg_get_backend(void)
+{
+    (void)mg_ensure_init();
+    return (mg_backend)atomic_load(&backend);
+}
+
+mg_backend mg_backend_get(void)
+{
+    return (mg_backend)atomic_load(&backend);
+}
+
+const char *mg_backend_name(mg_backend b)
+{
+    return b == MG_BACKEND_SECRETMEM ? "memfd_secret" : b == MG_BACKEND_ANON ? "anonymous+mlock" : "unknown";
 }
 
 int mg_ensure_init(void)

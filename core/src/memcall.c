@@ -10,6 +10,8 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t mg_os_page_size(void)
@@ -51,6 +53,98 @@ int mg_os_unlock(void *p, size_t len)
 int mg_os_nodump(void *p, size_t len)
 {
     return madvise(p, len, MADV_DONTDUMP) == 0 ? 0 : -errno;
+}
+
+int mg_os_map_secret(void *at, size_t len, bool copy)
+{
+#ifdef SYS_memfd_secret
+    /* O_CLOEXEC is what the syscall accepts (not FD_CLOEXEC); MAP_SHARED is required. */
+    int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    void *tmp = MAP_FAILED;
+    if (ftruncate(fd, (off_t)len) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (copy) {
+        /* Fill the new pages through a temporary view, then put them in place. */
+        tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (tmp == MAP_FAILED) {
+            rc = -errno;
+            goto out;
+        }
+        memcpy(tmp, at, len);
+    }
+    if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        rc = -errno;
+out:
+    if (tmp != MAP_FAILED) {
+        /* tmp shares pages with the new mapping: wipe them only if they are being discarded. */
+        if (rc != 0)
+            explicit_bzero(tmp, len);
+        (void)munmap(tmp, len);
+    }
+    (void)close(fd);
+    return rc;
+#else
+    (void)at;
+    (void)len;
+    (void)copy;
+    return -ENOSYS;
+#endif
+}
+
+int mg_os_secret_snapshot(const void *src, size_t len, int *fd_out)
+{
+#ifdef SYS_memfd_secret
+    int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)len) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (tmp == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    memcpy(tmp, src, len);
+    (void)munmap(tmp, len);
+    *fd_out = fd;
+    return 0;
+#else
+    (void)src;
+    (void)len;
+    (void)fd_out;
+    return -ENOSYS;
+#endif
+}
+
+int mg_os_secret_adopt(void *at, size_t len, int fd)
+{
+    int rc = 0;
+    if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+void mg_os_close(int fd)
+{
+    (void)close(fd);
+}
+
+unsigned long long mg_os_now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
 int mg_os_random(void *p, size_t len)

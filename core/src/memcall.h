@@ -23,6 +23,26 @@ int mg_os_unlock(void *p, size_t len);
 /* Keep the range out of core dumps (MADV_DONTDUMP). */
 int mg_os_nodump(void *p, size_t len);
 
+/*
+ * Replace [at, at+len) (inside a mapping we own) by fresh memfd_secret pages:
+ * removed from the kernel's direct map, unreadable through /proc/PID/mem and
+ * ptrace, implicitly locked. -ENOSYS where the kernel (or valgrind) lacks it,
+ * -EAGAIN over RLIMIT_MEMLOCK. With copy, the old contents are carried over.
+ */
+int mg_os_map_secret(void *at, size_t len, bool copy);
+
+/*
+ * Fork support for memfd_secret pages, which fork shares between parent and
+ * child: snapshot copies [src, src+len) into a new secret file (returns its
+ * fd in *fd); adopt maps that file over [at, at+len) and closes it.
+ */
+int mg_os_secret_snapshot(const void *src, size_t len, int *fd);
+int mg_os_secret_adopt(void *at, size_t len, int fd);
+void mg_os_close(int fd);
+
+/* Monotonic clock in nanoseconds. */
+unsigned long long mg_os_now_ns(void);
+
 /* Fill from the kernel CSPRNG; retries on EINTR and short reads. */
 int mg_os_random(void *p, size_t len);
 

@@ -50,6 +50,7 @@ static int grow_locked(void)
         atomic_init(&b->magic, 0);
         atomic_init(&b->wipe_ptr, NULL);
         atomic_init(&b->wipe_len, 0);
+        b->fork_fd = -1;
         b->next_free = free_list;
         free_list = b;
     }
@@ -133,6 +134,72 @@ mg_stats mg_get_stats(void)
     s.dead_handles = atomic_load(&mg_stat_dead);
     s.locked_bytes = atomic_load(&mg_stat_locked_bytes);
     s.unlocked_buffers = atomic_load(&mg_stat_unlocked);
+    s.rekeys = mg_coffer_rekeys();
     pthread_mutex_unlock(&registry_lock);
     return s;
+}
+
+/* ---- fork ---- */
+
+static void lock_slot(mg_buffer *b, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&b->lock);
+    b->fork_fd = -1;
+    if (b->alive && b->secret) {
+        /* The child must not share these pages with us: give it a copy of its own. */
+        struct mg_layout *l = &b->layout;
+        if (mg_os_secret_snapshot(mg_layout_inner(b->base, l), l->inner_len, &b->fork_fd) != 0)
+            b->fork_fd = -1;
+    }
+}
+
+void mg_registry_prefork(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (struct mg_slab *s = atomic_load(&slabs); s != NULL; s = s->next)
+        for (size_t i = 0; i < s->nslots; i++)
+            if (atomic_load(&s->slots[i].magic) == MG_BUFFER_MAGIC)
+                lock_slot(&s->slots[i], NULL);
+}
+
+static void unlock_all(bool child)
+{
+    for (struct mg_slab *s = atomic_load(&slabs); s != NULL; s = s->next) {
+        for (size_t i = 0; i < s->nslots; i++) {
+            mg_buffer *b = &s->slots[i];
+            if (atomic_load(&b->magic) != MG_BUFFER_MAGIC)
+                continue;
+            if (b->alive) {
+                unsigned char *inner = mg_layout_inner(b->base, &b->layout);
+                size_t len = b->layout.inner_len;
+                if (child && b->secret) {
+                    if (b->fork_fd < 0 || mg_os_secret_adopt(inner, len, b->fork_fd) != 0) {
+                        /* Still shared with the parent: wiping or writing here would reach it. */
+                        mg_os_write_stderr("memguard: cannot give a forked child its own secret memory\n");
+                    }
+                } else if (child && b->locked && mg_os_lock(inner, len) != 0) {
+                    /* mlock is not inherited; if the child cannot re-lock, say so in the stats. */
+                    b->locked = false;
+                    atomic_fetch_sub(&mg_stat_locked_bytes, len);
+                    atomic_fetch_add(&mg_stat_unlocked, 1);
+                } else if (!child && b->fork_fd >= 0) {
+                    mg_os_close(b->fork_fd);
+                }
+            }
+            b->fork_fd = -1;
+            pthread_mutex_unlock(&b->lock);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void mg_registry_postfork_parent(void)
+{
+    unlock_all(false);
+}
+
+void mg_registry_postfork_child(void)
+{
+    unlock_all(true);
 }

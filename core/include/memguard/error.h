@@ -25,6 +25,7 @@ typedef enum mg_error {
     MG_ENODATA = -9,  /* end of input before any (or enough) data */
     MG_EAUTH = -10,   /* authentication failed: tampered data or wrong key */
     MG_EINIT = -11,   /* library initialisation failed */
+    MG_ENOTSUP = -12, /* not supported here (kernel, CPU or build) */
 } mg_error;
 
 /* Short, fixed, secret-free text for a code. Never NULL. */

@@ -37,10 +37,28 @@ typedef enum mg_lock_policy { MG_LOCK_REQUIRED = 0, MG_LOCK_BEST_EFFORT = 1 } mg
 MG_API mg_lock_policy mg_set_lock_policy(mg_lock_policy policy);
 
 /*
+ * Where guarded pages come from.
+ * MG_BACKEND_ANON (default): private anonymous memory, mlock()ed, MADV_DONTDUMP.
+ * MG_BACKEND_SECRETMEM: memfd_secret(2) pages, removed from the kernel's
+ *   direct map: reads through /proc/PID/mem, process_vm_readv and ptrace fail
+ *   even for root. Counts against RLIMIT_MEMLOCK; unavailable under valgrind
+ *   and on kernels without it (secretmem.enable=0).
+ * Applies to buffers allocated afterwards. The environment variable
+ * MEMGUARD_BACKEND=secretmem selects it at initialisation.
+ * Returns MG_OK, or MG_ENOTSUP (the anonymous backend stays active, and
+ * mg_last_error_message() says why).
+ */
+typedef enum mg_backend { MG_BACKEND_ANON = 0, MG_BACKEND_SECRETMEM = 1 } mg_backend;
+MG_API int mg_set_backend(mg_backend backend);
+MG_API mg_backend mg_get_backend(void);
+MG_API const char *mg_backend_name(mg_backend backend);
+
+/*
  * Wipe and release the memory of every live buffer. Handles stay valid but
  * dead: mg_buffer_is_alive() is false, operations fail with MG_EDEAD, and
  * mg_buffer_destroy() still frees them. Pointers from mg_buffer_data() become
- * invalid.
+ * invalid. The process key is replaced, so every enclave sealed before the
+ * purge can no longer be opened (MG_EAUTH).
  */
 MG_API void mg_purge(void);
 
@@ -49,6 +67,7 @@ typedef struct mg_stats {
     size_t dead_handles;     /* purged handles not yet destroyed */
     size_t locked_bytes;     /* bytes currently mlock()ed by memguard */
     size_t unlocked_buffers; /* live buffers that could not be locked (best-effort policy) */
+    unsigned long long rekeys; /* coffer re-keys so far */
 } mg_stats;
 
 /* A snapshot of the library's counters (each read atomically). */

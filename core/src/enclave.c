@@ -1,0 +1,196 @@
+/* Enclaves: crypto_secretbox under the coffer's key. Layout: nonce(24) | tag(16) | ciphertext. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NONCE crypto_secretbox_NONCEBYTES
+#define TAG crypto_secretbox_MACBYTES
+
+_Static_assert(NONCE + TAG == MG_ENCLAVE_OVERHEAD, "enclave overhead");
+_Static_assert(crypto_secretbox_KEYBYTES == MG_KEY_BYTES, "key size");
+
+struct mg_enclave {
+    size_t size;
+    unsigned char box[]; /* nonce | tag | ciphertext */
+};
+
+/* Working space lent by the scratch area: key, coffer copies, then the payload. */
+#define WORK (MG_KEY_BYTES + MG_COFFER_TMP_BYTES)
+
+static mg_enclave *alloc_enclave(size_t size)
+{
+    if (size == 0 || size > SIZE_MAX - sizeof(mg_enclave) - MG_ENCLAVE_OVERHEAD) {
+        mg_fail(MG_EINVAL, 0, size == 0 ? "size 0" : "size %zu too large", size);
+        return NULL;
+    }
+    mg_enclave *e = malloc(sizeof *e + MG_ENCLAVE_OVERHEAD + size);
+    if (e == NULL) {
+        mg_fail(MG_ENOMEM, 0, "enclave of %zu bytes", size);
+        return NULL;
+    }
+    e->size = size;
+    return e;
+}
+
+/* Seal src into a new enclave; src is not modified. */
+static mg_enclave *seal(const void *src, size_t size)
+{
+    if (mg_ensure_init() != MG_OK)
+        return NULL;
+    mg_coffer_tick();
+    mg_enclave *e = alloc_enclave(size);
+    if (e == NULL)
+        return NULL;
+    mg_scratch *tok;
+    unsigned char *work = mg_scratch_acquire(WORK, &tok);
+    if (work == NULL) {
+        free(e);
+        return NULL;
+    }
+    int rc = mg_coffer_key(work, work + MG_KEY_BYTES);
+    if (rc == MG_OK) {
+        randombytes_buf(e->box, NONCE);
+        crypto_secretbox_detached(e->box + NONCE + TAG, e->box + NONCE, src, size, e->box, work);
+    }
+    mg_scratch_release(tok, WORK);
+    if (rc != MG_OK) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+mg_enclave *mg_enclave_seal_copy(const void *src, size_t size)
+{
+    return seal(src, size);
+}
+
+mg_enclave *mg_enclave_new(void *src, size_t size)
+{
+    if (src == NULL) {
+        mg_fail(MG_EINVAL, 0, "NULL source");
+        return NULL;
+    }
+    mg_enclave *e = seal(src, size);
+    if (e != NULL)
+        mg_wipe(src, size);
+    return e;
+}
+
+mg_enclave *mg_enclave_random(size_t size)
+{
+    if (size == 0) {
+        mg_fail(MG_EINVAL, 0, "size 0");
+        return NULL;
+    }
+    mg_buffer *b = mg_buffer_new_held(size);
+    if (b == NULL)
+        return NULL;
+    mg_enclave *e = NULL;
+    if (mg_scramble(mg_buffer_data_held(b), size) == MG_OK)
+        e = seal(mg_buffer_data_held(b), size);
+    int rc = mg_last_error();
+    mg_buffer_destroy_held(b);
+    if (e == NULL)
+        mg_fail(rc, 0, NULL);
+    return e;
+}
+
+mg_enclave *mg_buffer_seal(mg_buffer *b)
+{
+    int rc = mg_buffer_hold(b);
+    if (rc != MG_OK) {
+        if (rc == MG_EDEAD) {
+            mg_buffer_destroy(b);
+            mg_fail(MG_EDEAD, 0, "cannot seal a purged buffer; it was destroyed");
+        }
+        return NULL;
+    }
+    mg_enclave *e = seal(mg_buffer_data_held(b), mg_buffer_size_held(b));
+    rc = mg_last_error();
+    mg_buffer_destroy_held(b);
+    if (e == NULL)
+        mg_fail(rc, 0, "sealing failed; the buffer was destroyed");
+    return e;
+}
+
+/* Decrypt e into out (guarded memory). MG_OK or MG_EAUTH. */
+static int unseal_into(const mg_enclave *e, unsigned char *out)
+{
+    mg_scratch *tok;
+    unsigned char *work = mg_scratch_acquire(WORK, &tok);
+    if (work == NULL)
+        return mg_last_error();
+    int rc = mg_coffer_key(work, work + MG_KEY_BYTES);
+    if (rc == MG_OK &&
+        crypto_secretbox_open_detached(out, e->box + NONCE + TAG, e->box + NONCE, e->size, e->box, work) != 0)
+        rc = mg_fail(MG_EAUTH, 0, "enclave does not authenticate (tampered, or sealed before a purge)");
+    mg_scratch_release(tok, WORK);
+    return rc;
+}
+
+mg_buffer *mg_enclave_open(const mg_enclave *e)
+{
+    if (e == NULL) {
+        mg_fail(MG_EINVAL, 0, "NULL enclave");
+        return NULL;
+    }
+    mg_coffer_tick();
+    mg_buffer *b = mg_buffer_new_held(e->size);
+    if (b == NULL)
+        return NULL;
+    int rc = unseal_into(e, mg_buffer_data_held(b));
+    if (rc != MG_OK) {
+        mg_buffer_destroy_held(b);
+        mg_fail(rc, 0, NULL);
+        return NULL;
+    }
+    mg_buffer_release(b, true);
+    return b;
+}
+
+int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
+{
+    if (e == NULL || fn == NULL)
+        return mg_fail(MG_EINVAL, 0, e == NULL ? "NULL enclave" : "NULL function");
+    if (mg_ensure_init() != MG_OK)
+        return MG_EINIT;
+    mg_coffer_tick();
+    size_t need = WORK + e->size;
+    mg_scratch *tok;
+    unsigned char *work = mg_scratch_acquire(need, &tok);
+    if (work == NULL)
+        return mg_last_error();
+    unsigned char *key = work, *plain = work + WORK;
+    int rc = mg_coffer_key(key, work + MG_KEY_BYTES);
+    if (rc == MG_OK) {
+        int bad = crypto_secretbox_open_detached(plain, e->box + NONCE + TAG, e->box + NONCE, e->size, e->box, key);
+        mg_wipe(key, MG_KEY_BYTES);
+        rc = bad ? mg_fail(MG_EAUTH, 0, "enclave does not authenticate (tampered, or sealed before a purge)")
+                 : fn(plain, e->size, arg);
+    }
+    mg_scratch_release(tok, need);
+    return rc;
+}
+
+size_t mg_enclave_size(const mg_enclave *e)
+{
+    return e == NULL ? 0 : e->size;
+}
+
+void mg_enclave_free(mg_enclave *e)
+{
+    if (e == NULL)
+        return;
+    mg_wipe(e->box, MG_ENCLAVE_OVERHEAD + e->size);
+    free(e);
+}
+
+/* Test hook: the sealed bytes, so tests can tamper with them. */
+unsigned char *mg_test_enclave_bytes(mg_enclave *e, size_t *len)
+{
+    *len = MG_ENCLAVE_OVERHEAD + e->size;
+    return e->box;
+}
