@@ -384,3 +384,15 @@ void mg_coffer_postfork_child(void)
     pthread_mutex_unlock(&writer);
     pthread_mutex_unlock(&timer_lock);
 }
+
+/* Test hook: a copy of the stored parts (left | right), to see re-keying happen. */
+void mg_test_coffer_parts(unsigned char out[64])
+{
+    struct parts *p = ensure_parts();
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&writer);
+    load_words(out, p->left);
+    load_words(out + 32, p->right);
+    pthread_mutex_unlock(&writer);
+}

@@ -112,6 +112,8 @@ void mg_coffer_postfork_child(void);
 
 /* Wipe the parts and retire the coffer: later seal/open fail (exit paths). */
 void mg_coffer_destroy(void);
+/* Test hook: copy the stored parts (left | right). */
+void mg_test_coffer_parts(unsigned char out[64]);
 
 /* ---- lifecycle (lifecycle.c, fork.c) ---- */
 void mg_exit_wipe(void);
