@@ -34,31 +34,61 @@ static mg_enclave *alloc_enclave(size_t size)
     return e;
 }
 
+/*
+ * The process key, derived into this thread's scratch area for one operation.
+ * Lock order: the key is always derived before any buffer lock is taken (fork
+ * takes coffer -> scratch pool -> registry -> buffers; see fork.c).
+ */
+struct keyed {
+    mg_scratch *tok;
+    unsigned char *work; /* key | coffer working copies */
+};
+
+static int key_begin(struct keyed *k)
+{
+    if (mg_ensure_init() != MG_OK)
+        return MG_EINIT;
+    mg_coffer_tick();
+    k->work = mg_scratch_acquire(WORK, &k->tok);
+    if (k->work == NULL)
+        return mg_last_error();
+    int rc = mg_coffer_key(k->work, k->work + MG_KEY_BYTES);
+    if (rc != MG_OK)
+        mg_scratch_release(k->tok, WORK);
+    return rc;
+}
+
+static void key_end(struct keyed *k)
+{
+    mg_scratch_release(k->tok, WORK);
+}
+
+static void encrypt_into(mg_enclave *e, const void *src, const unsigned char *key)
+{
+    randombytes_buf(e->box, NONCE);
+    crypto_secretbox_detached(e->box + NONCE + TAG, e->box + NONCE, src, e->size, e->box, key);
+}
+
+static int decrypt_into(const mg_enclave *e, unsigned char *out, const unsigned char *key)
+{
+    if (crypto_secretbox_open_detached(out, e->box + NONCE + TAG, e->box + NONCE, e->size, e->box, key) != 0)
+        return mg_fail(MG_EAUTH, 0, "enclave does not authenticate (tampered, or sealed before a purge)");
+    return MG_OK;
+}
+
 /* Seal src into a new enclave; src is not modified. */
 static mg_enclave *seal(const void *src, size_t size)
 {
-    if (mg_ensure_init() != MG_OK)
-        return NULL;
-    mg_coffer_tick();
     mg_enclave *e = alloc_enclave(size);
     if (e == NULL)
         return NULL;
-    mg_scratch *tok;
-    unsigned char *work = mg_scratch_acquire(WORK, &tok);
-    if (work == NULL) {
+    struct keyed k;
+    if (key_begin(&k) != MG_OK) {
         free(e);
         return NULL;
     }
-    int rc = mg_coffer_key(work, work + MG_KEY_BYTES);
-    if (rc == MG_OK) {
-        randombytes_buf(e->box, NONCE);
-        crypto_secretbox_detached(e->box + NONCE + TAG, e->box + NONCE, src, size, e->box, work);
-    }
-    mg_scratch_release(tok, WORK);
-    if (rc != MG_OK) {
-        free(e);
-        return NULL;
-    }
+    encrypt_into(e, src, k.work);
+    key_end(&k);
     return e;
 }
 
@@ -81,54 +111,58 @@ mg_enclave *mg_enclave_new(void *src, size_t size)
 
 mg_enclave *mg_enclave_random(size_t size)
 {
-    if (size == 0) {
-        mg_fail(MG_EINVAL, 0, "size 0");
+    mg_enclave *e = alloc_enclave(size);
+    if (e == NULL)
+        return NULL;
+    struct keyed k;
+    if (key_begin(&k) != MG_OK) {
+        free(e);
         return NULL;
     }
+    /* The random plaintext exists only in a guarded buffer. */
     mg_buffer *b = mg_buffer_new_held(size);
-    if (b == NULL)
-        return NULL;
-    mg_enclave *e = NULL;
-    if (mg_scramble(mg_buffer_data_held(b), size) == MG_OK)
-        e = seal(mg_buffer_data_held(b), size);
-    int rc = mg_last_error();
-    mg_buffer_destroy_held(b);
-    if (e == NULL)
+    int rc = b == NULL ? mg_last_error() : mg_scramble(mg_buffer_data_held(b), size);
+    if (rc == MG_OK)
+        encrypt_into(e, mg_buffer_data_held(b), k.work);
+    if (b != NULL)
+        mg_buffer_destroy_held(b);
+    key_end(&k);
+    if (rc != MG_OK) {
+        free(e);
         mg_fail(rc, 0, NULL);
+        return NULL;
+    }
     return e;
 }
 
 mg_enclave *mg_buffer_seal(mg_buffer *b)
 {
-    int rc = mg_buffer_hold(b);
+    if (b == NULL) {
+        mg_fail(MG_EINVAL, 0, "NULL buffer");
+        return NULL;
+    }
+    struct keyed k;
+    int rc = key_begin(&k);
+    if (rc != MG_OK)
+        return NULL; /* b is kept: nothing happened */
+    rc = mg_buffer_hold(b);
     if (rc != MG_OK) {
+        key_end(&k);
         if (rc == MG_EDEAD) {
             mg_buffer_destroy(b);
             mg_fail(MG_EDEAD, 0, "cannot seal a purged buffer; it was destroyed");
         }
         return NULL;
     }
-    mg_enclave *e = seal(mg_buffer_data_held(b), mg_buffer_size_held(b));
+    mg_enclave *e = alloc_enclave(mg_buffer_size_held(b));
+    if (e != NULL)
+        encrypt_into(e, mg_buffer_data_held(b), k.work);
     rc = mg_last_error();
     mg_buffer_destroy_held(b);
+    key_end(&k);
     if (e == NULL)
         mg_fail(rc, 0, "sealing failed; the buffer was destroyed");
     return e;
-}
-
-/* Decrypt e into out (guarded memory). MG_OK or MG_EAUTH. */
-static int unseal_into(const mg_enclave *e, unsigned char *out)
-{
-    mg_scratch *tok;
-    unsigned char *work = mg_scratch_acquire(WORK, &tok);
-    if (work == NULL)
-        return mg_last_error();
-    int rc = mg_coffer_key(work, work + MG_KEY_BYTES);
-    if (rc == MG_OK &&
-        crypto_secretbox_open_detached(out, e->box + NONCE + TAG, e->box + NONCE, e->size, e->box, work) != 0)
-        rc = mg_fail(MG_EAUTH, 0, "enclave does not authenticate (tampered, or sealed before a purge)");
-    mg_scratch_release(tok, WORK);
-    return rc;
 }
 
 mg_buffer *mg_enclave_open(const mg_enclave *e)
@@ -137,13 +171,15 @@ mg_buffer *mg_enclave_open(const mg_enclave *e)
         mg_fail(MG_EINVAL, 0, "NULL enclave");
         return NULL;
     }
-    mg_coffer_tick();
-    mg_buffer *b = mg_buffer_new_held(e->size);
-    if (b == NULL)
+    struct keyed k;
+    if (key_begin(&k) != MG_OK)
         return NULL;
-    int rc = unseal_into(e, mg_buffer_data_held(b));
+    mg_buffer *b = mg_buffer_new_held(e->size);
+    int rc = b == NULL ? mg_last_error() : decrypt_into(e, mg_buffer_data_held(b), k.work);
+    key_end(&k);
     if (rc != MG_OK) {
-        mg_buffer_destroy_held(b);
+        if (b != NULL)
+            mg_buffer_destroy_held(b);
         mg_fail(rc, 0, NULL);
         return NULL;
     }
@@ -158,18 +194,18 @@ int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
     if (mg_ensure_init() != MG_OK)
         return MG_EINIT;
     mg_coffer_tick();
+    /* One scratch area holds the key, the coffer copies and the plaintext. */
     size_t need = WORK + e->size;
     mg_scratch *tok;
     unsigned char *work = mg_scratch_acquire(need, &tok);
     if (work == NULL)
         return mg_last_error();
-    unsigned char *key = work, *plain = work + WORK;
-    int rc = mg_coffer_key(key, work + MG_KEY_BYTES);
+    int rc = mg_coffer_key(work, work + MG_KEY_BYTES);
     if (rc == MG_OK) {
-        int bad = crypto_secretbox_open_detached(plain, e->box + NONCE + TAG, e->box + NONCE, e->size, e->box, key);
-        mg_wipe(key, MG_KEY_BYTES);
-        rc = bad ? mg_fail(MG_EAUTH, 0, "enclave does not authenticate (tampered, or sealed before a purge)")
-                 : fn(plain, e->size, arg);
+        rc = decrypt_into(e, work + WORK, work);
+        mg_wipe(work, MG_KEY_BYTES);
+        if (rc == MG_OK)
+            rc = fn(work + WORK, e->size, arg);
     }
     mg_scratch_release(tok, need);
     return rc;
