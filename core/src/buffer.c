@@ -89,7 +89,10 @@ static mg_buffer *buffer_alloc_ex(size_t size, bool internal)
     if (secret) {
         /* memfd_secret pages are locked and left out of dumps by the kernel itself. */
         rc = mg_os_map_secret(inner, l.inner_len, false);
-        if (rc == -EAGAIN || rc == -ENOMEM) {
+        if ((rc == -EAGAIN || rc == -ENOMEM) && mg_lock_policy_get() == MG_LOCK_BEST_EFFORT) {
+            secret = false; /* over the limit: ordinary pages, counted as unlocked below */
+            rc = 0;
+        } else if (rc == -EAGAIN || rc == -ENOMEM) {
             mlock_failure(-rc, l.inner_len);
             goto unmap;
         }

@@ -62,10 +62,11 @@ static void call_previous(int sig, siginfo_t *info, void *ctx)
 static void orderly_handler(int sig, siginfo_t *info, void *ctx)
 {
     int saved = errno;
+    /* The application's handler first, as it expects; then hand over to our thread. */
+    call_previous(sig, info, ctx);
     unsigned char s = (unsigned char)sig;
     ssize_t n = write(sig_pipe[1], &s, 1);
     (void)n; /* a full pipe means a signal is already on its way */
-    call_previous(sig, info, ctx);
     errno = saved;
 }
 

@@ -55,6 +55,19 @@ int mg_os_nodump(void *p, size_t len)
     return madvise(p, len, MADV_DONTDUMP) == 0 ? 0 : -errno;
 }
 
+/*
+ * Fault every page in now, as mlock does for anonymous memory, so the pages
+ * are resident and counted as locked from the start. (MAP_POPULATE does
+ * nothing here: secretmem pages cannot be pinned through get_user_pages.)
+ */
+static void touch_pages(void *at, size_t len)
+{
+    volatile unsigned char *p = at;
+    size_t page = mg_os_page_size();
+    for (size_t off = 0; off < len; off += page)
+        (void)p[off];
+}
+
 int mg_os_map_secret(void *at, size_t len, bool copy)
 {
 #ifdef SYS_memfd_secret
@@ -77,8 +90,14 @@ int mg_os_map_secret(void *at, size_t len, bool copy)
         }
         memcpy(tmp, at, len);
     }
-    if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+    if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
         rc = -errno;
+        /* A failed MAP_FIXED may have unmapped the range: put ordinary memory back. */
+        if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+            rc = -EFAULT;
+    } else {
+        touch_pages(at, len);
+    }
 out:
     if (tmp != MAP_FAILED) {
         /* tmp shares pages with the new mapping: wipe them only if they are being discarded. */
@@ -130,6 +149,8 @@ int mg_os_secret_adopt(void *at, size_t len, int fd)
     int rc = 0;
     if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
         rc = -errno;
+    else
+        touch_pages(at, len);
     close(fd);
     return rc;
 }

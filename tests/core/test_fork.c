@@ -149,7 +149,22 @@ static void child_uses_everything(void *arg)
     mg_buffer_destroy(o);
     mg_enclave_free(e);
     mg_purge();
+    fputs("child-ok\n", stderr);
     _exit(0);
+}
+
+/*
+ * Under valgrind the child's exit runs a leak check, which counts what the
+ * parent's other threads had allocated at the moment of fork (those threads
+ * do not exist in the child) as lost and exits 97. There, success is the
+ * child's own word.
+ */
+static bool child_succeeded(int status, const char *err)
+{
+    if (mgt_exited_ok(status))
+        return strstr(err, "child-ok") != NULL;
+    return getenv("MGT_UNDER_VALGRIND") != NULL && WIFEXITED(status) && WEXITSTATUS(status) == 97 &&
+           strstr(err, "child-ok") != NULL;
 }
 
 /* Forking while other threads hold the library's locks must not deadlock the child. */
@@ -161,9 +176,12 @@ static void test_fork_while_threads_use_the_library(void)
     for (int i = 0; i < 3; i++)
         CU_ASSERT_FATAL(pthread_create(&t[i], NULL, hammer, &bz) == 0);
     int bad = 0, runs = getenv("MGT_UNDER_VALGRIND") != NULL ? 10 : 50;
-    for (int i = 0; i < runs; i++)
-        if (!mgt_exited_ok(mgt_run_child(child_uses_everything, &bz, NULL, 0)))
-            bad++;
+    for (int i = 0; i < runs; i++) {
+        char err[256];
+        int status = mgt_run_child(child_uses_everything, &bz, err, sizeof err);
+        if (!child_succeeded(status, err) && bad++ < 3)
+            fprintf(stderr, "child %d: %s\n", i, mgt_describe(status));
+    }
     atomic_store(&bz.stop, true);
     for (int i = 0; i < 3; i++)
         pthread_join(t[i], NULL);
