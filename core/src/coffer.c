@@ -58,9 +58,8 @@ static pid_t timer_pid;
 /* BLAKE2b keeps its state on the stack: overwrite that region after hashing. */
 __attribute__((noinline)) static void burn_stack(void)
 {
-    volatile unsigned char pad[1024];
-    for (size_t i = 0; i < sizeof pad; i++)
-        pad[i] = 0;
+    unsigned char pad[1024];
+    mg_wipe(pad, sizeof pad); /* explicit_bzero: a barrier the compiler cannot drop */
 }
 
 static void hash32(unsigned char out[32], const unsigned char in[32])

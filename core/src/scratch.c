@@ -15,7 +15,8 @@
 /* A 16 KiB stream chunk plus key and coffer working space. */
 #define SCRATCH_CAP (16384 + 128)
 
-struct mg_scratch {
+/* One cache line each: a thread's in_use flag must not share a line with another thread's area. */
+struct __attribute__((aligned(64))) mg_scratch {
     mg_buffer *buf;
     unsigned char *p;
     bool in_use;
@@ -49,7 +50,9 @@ static void make_key(void)
 
 static struct mg_scratch *new_area(size_t cap, bool temporary)
 {
-    struct mg_scratch *s = calloc(1, sizeof *s);
+    struct mg_scratch *s = aligned_alloc(64, sizeof *s);
+    if (s != NULL)
+        *s = (struct mg_scratch){0};
     if (s == NULL) {
         mg_fail(MG_ENOMEM, 0, "scratch handle");
         return NULL;
