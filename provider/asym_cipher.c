@@ -1,0 +1,182 @@
+/*
+ * ASYM_CIPHER for RSA: decryption (OAEP, PKCS#1 v1.5, and the TLS 1.2 RSA key
+ * exchange padding with its client-version parameters) unseals the key for
+ * one EVP_PKEY_decrypt; encryption uses the public key.
+ */
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+
+#include "provider.h"
+
+typedef struct {
+    mgp_ctx *prov;
+    mgp_key *key;
+    OSSL_PARAM *params;
+} ac_ctx;
+
+static void *ac_new(void *provctx)
+{
+    ac_ctx *c = OPENSSL_zalloc(sizeof *c);
+    if (c != NULL)
+        c->prov = provctx;
+    return c;
+}
+
+static void ac_free(void *vctx)
+{
+    ac_ctx *c = vctx;
+    if (c == NULL)
+        return;
+    mgp_key_free(c->key);
+    OSSL_PARAM_free(c->params);
+    OPENSSL_free(c);
+}
+
+static void *ac_dup(void *vctx)
+{
+    ac_ctx *c = vctx, *d = ac_new(c->prov);
+    if (d == NULL)
+        return NULL;
+    d->key = mgp_key_up(c->key);
+    if (c->params != NULL && (d->params = OSSL_PARAM_dup(c->params)) == NULL) {
+        ac_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int ac_set_params(void *vctx, const OSSL_PARAM params[])
+{
+    ac_ctx *c = vctx;
+    if (params == NULL || params[0].key == NULL)
+        return 1;
+    OSSL_PARAM *merged = OSSL_PARAM_merge(c->params, params);
+    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
+    OSSL_PARAM_free(merged);
+    if (copy == NULL)
+        return 0;
+    OSSL_PARAM_free(c->params);
+    c->params = copy;
+    return 1;
+}
+
+static int ac_init(void *vctx, void *key, const OSSL_PARAM params[], bool need_private)
+{
+    ac_ctx *c = vctx;
+    mgp_key *k = key;
+    if (k == NULL || k->pub == NULL || (need_private && k->priv == NULL)) {
+        MGP_ERR(c->prov, MGP_R_NOT_PRIVATE, "no usable key");
+        return 0;
+    }
+    mgp_key_free(c->key);
+    c->key = mgp_key_up(k);
+    return ac_set_params(c, params);
+}
+
+static int decrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return ac_init(vctx, key, params, true);
+}
+
+static int encrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return ac_init(vctx, key, params, false);
+}
+
+struct dec_args {
+    ac_ctx *c;
+    unsigned char *out;
+    size_t *outlen;
+    size_t outsize;
+    const unsigned char *in;
+    size_t inlen;
+};
+
+static int do_decrypt(EVP_PKEY *full, void *varg)
+{
+    struct dec_args *a = varg;
+    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(a->c->prov->libctx, full, "provider=default");
+    size_t len = a->outsize;
+    int ok = p != NULL && EVP_PKEY_decrypt_init_ex(p, a->c->params) == 1 &&
+             EVP_PKEY_decrypt(p, a->out, &len, a->in, a->inlen) == 1;
+    EVP_PKEY_CTX_free(p);
+    if (ok)
+        *a->outlen = len;
+    return ok;
+}
+
+static int decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize, const unsigned char *in,
+                   size_t inlen)
+{
+    ac_ctx *c = vctx;
+    if (c->key == NULL)
+        return 0;
+    if (out == NULL) {
+        *outlen = (size_t)EVP_PKEY_get_size(c->key->pub);
+        return 1;
+    }
+    struct dec_args a = {c, out, outlen, outsize, in, inlen};
+    return mgp_key_with_private(c->key, do_decrypt, &a);
+}
+
+static int encrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize, const unsigned char *in,
+                   size_t inlen)
+{
+    ac_ctx *c = vctx;
+    if (c->key == NULL)
+        return 0;
+    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(c->prov->libctx, c->key->pub, "provider=default");
+    size_t len = outsize;
+    int ok = p != NULL && EVP_PKEY_encrypt_init_ex(p, c->params) == 1 &&
+             EVP_PKEY_encrypt(p, out, out == NULL ? outlen : &len, in, inlen) == 1;
+    EVP_PKEY_CTX_free(p);
+    if (ok && out != NULL)
+        *outlen = len;
+    return ok;
+}
+
+static int ac_get_params(void *vctx, OSSL_PARAM params[])
+{
+    ac_ctx *c = vctx;
+    if (c->key == NULL)
+        return 0;
+    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(c->prov->libctx, c->key->pub, "provider=default");
+    int ok = p != NULL && EVP_PKEY_encrypt_init_ex(p, c->params) == 1 && EVP_PKEY_CTX_get_params(p, params) == 1;
+    EVP_PKEY_CTX_free(p);
+    return ok;
+}
+
+static const OSSL_PARAM *ac_settable(void *vctx, void *provctx)
+{
+    (void)vctx;
+    mgp_ctx *prov = provctx;
+    EVP_ASYM_CIPHER *a = EVP_ASYM_CIPHER_fetch(prov->libctx, "RSA", "provider=default");
+    const OSSL_PARAM *p = EVP_ASYM_CIPHER_settable_ctx_params(a);
+    EVP_ASYM_CIPHER_free(a);
+    return p;
+}
+
+static const OSSL_PARAM *ac_gettable(void *vctx, void *provctx)
+{
+    (void)vctx;
+    mgp_ctx *prov = provctx;
+    EVP_ASYM_CIPHER *a = EVP_ASYM_CIPHER_fetch(prov->libctx, "RSA", "provider=default");
+    const OSSL_PARAM *p = EVP_ASYM_CIPHER_gettable_ctx_params(a);
+    EVP_ASYM_CIPHER_free(a);
+    return p;
+}
+
+const OSSL_DISPATCH mgp_rsa_asym_cipher[] = {
+    {OSSL_FUNC_ASYM_CIPHER_NEWCTX, (void (*)(void))ac_new},
+    {OSSL_FUNC_ASYM_CIPHER_FREECTX, (void (*)(void))ac_free},
+    {OSSL_FUNC_ASYM_CIPHER_DUPCTX, (void (*)(void))ac_dup},
+    {OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT, (void (*)(void))decrypt_init},
+    {OSSL_FUNC_ASYM_CIPHER_DECRYPT, (void (*)(void))decrypt},
+    {OSSL_FUNC_ASYM_CIPHER_ENCRYPT_INIT, (void (*)(void))encrypt_init},
+    {OSSL_FUNC_ASYM_CIPHER_ENCRYPT, (void (*)(void))encrypt},
+    {OSSL_FUNC_ASYM_CIPHER_GET_CTX_PARAMS, (void (*)(void))ac_get_params},
+    {OSSL_FUNC_ASYM_CIPHER_GETTABLE_CTX_PARAMS, (void (*)(void))ac_gettable},
+    {OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS, (void (*)(void))ac_set_params},
+    {OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS, (void (*)(void))ac_settable},
+    {0, NULL},
+};

@@ -1,0 +1,149 @@
+/* KEYEXCH (ECDH, X25519, X448): derive unseals our key; the peer's key is public. */
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+
+#include "provider.h"
+
+typedef struct {
+    mgp_ctx *prov;
+    const char *alg;
+    mgp_key *key;
+    mgp_key *peer;
+    OSSL_PARAM *params;
+} ex_ctx;
+
+static void *ex_new(void *provctx, const char *alg)
+{
+    ex_ctx *c = OPENSSL_zalloc(sizeof *c);
+    if (c != NULL) {
+        c->prov = provctx;
+        c->alg = alg;
+    }
+    return c;
+}
+
+static void ex_free(void *vctx)
+{
+    ex_ctx *c = vctx;
+    if (c == NULL)
+        return;
+    mgp_key_free(c->key);
+    mgp_key_free(c->peer);
+    OSSL_PARAM_free(c->params);
+    OPENSSL_free(c);
+}
+
+static void *ex_dup(void *vctx)
+{
+    ex_ctx *c = vctx, *d = ex_new(c->prov, c->alg);
+    if (d == NULL)
+        return NULL;
+    d->key = mgp_key_up(c->key);
+    d->peer = mgp_key_up(c->peer);
+    if (c->params != NULL && (d->params = OSSL_PARAM_dup(c->params)) == NULL) {
+        ex_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int ex_set_params(void *vctx, const OSSL_PARAM params[])
+{
+    ex_ctx *c = vctx;
+    if (params == NULL || params[0].key == NULL)
+        return 1;
+    OSSL_PARAM *merged = OSSL_PARAM_merge(c->params, params);
+    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
+    OSSL_PARAM_free(merged);
+    if (copy == NULL)
+        return 0;
+    OSSL_PARAM_free(c->params);
+    c->params = copy;
+    return 1;
+}
+
+static int ex_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    ex_ctx *c = vctx;
+    mgp_key *k = key;
+    if (k == NULL || k->priv == NULL) {
+        MGP_ERR(c->prov, MGP_R_NOT_PRIVATE, "key exchange needs a private key");
+        return 0;
+    }
+    mgp_key_free(c->key);
+    c->key = mgp_key_up(k);
+    return ex_set_params(c, params);
+}
+
+static int ex_set_peer(void *vctx, void *peer)
+{
+    ex_ctx *c = vctx;
+    mgp_key *p = peer;
+    if (p == NULL || p->pub == NULL)
+        return 0;
+    mgp_key_free(c->peer);
+    c->peer = mgp_key_up(p);
+    return 1;
+}
+
+struct derive_args {
+    ex_ctx *c;
+    unsigned char *secret;
+    size_t *secretlen;
+    size_t outlen;
+};
+
+static int do_derive(EVP_PKEY *full, void *varg)
+{
+    struct derive_args *a = varg;
+    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(a->c->prov->libctx, full, "provider=default");
+    size_t len = a->outlen;
+    int ok = p != NULL && EVP_PKEY_derive_init_ex(p, a->c->params) == 1 &&
+             EVP_PKEY_derive_set_peer_ex(p, a->c->peer->pub, 1) == 1 &&
+             EVP_PKEY_derive(p, a->secret, a->secret == NULL ? a->secretlen : &len) == 1;
+    EVP_PKEY_CTX_free(p);
+    if (ok && a->secret != NULL)
+        *a->secretlen = len;
+    return ok;
+}
+
+static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_t outlen)
+{
+    ex_ctx *c = vctx;
+    if (c->key == NULL || c->peer == NULL) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "key and peer must be set");
+        return 0;
+    }
+    struct derive_args a = {c, secret, secretlen, outlen};
+    return mgp_key_with_private(c->key, do_derive, &a);
+}
+
+#define EXCHANGE(id, ALG)                                                      \
+    static void *id##_newctx(void *provctx)                                    \
+    {                                                                          \
+        return ex_new(provctx, ALG);                                           \
+    }                                                                          \
+    static const OSSL_PARAM *id##_settable(void *vctx, void *provctx)          \
+    {                                                                          \
+        (void)vctx;                                                            \
+        mgp_ctx *prov = provctx;                                               \
+        EVP_KEYEXCH *x = EVP_KEYEXCH_fetch(prov->libctx, ALG, "provider=default"); \
+        const OSSL_PARAM *p = EVP_KEYEXCH_settable_ctx_params(x);              \
+        EVP_KEYEXCH_free(x);                                                   \
+        return p;                                                              \
+    }                                                                          \
+    const OSSL_DISPATCH mgp_##id##_exchange[] = {                              \
+        {OSSL_FUNC_KEYEXCH_NEWCTX, (void (*)(void))id##_newctx},               \
+        {OSSL_FUNC_KEYEXCH_FREECTX, (void (*)(void))ex_free},                  \
+        {OSSL_FUNC_KEYEXCH_DUPCTX, (void (*)(void))ex_dup},                    \
+        {OSSL_FUNC_KEYEXCH_INIT, (void (*)(void))ex_init},                     \
+        {OSSL_FUNC_KEYEXCH_SET_PEER, (void (*)(void))ex_set_peer},             \
+        {OSSL_FUNC_KEYEXCH_DERIVE, (void (*)(void))ex_derive},                 \
+        {OSSL_FUNC_KEYEXCH_SET_CTX_PARAMS, (void (*)(void))ex_set_params},     \
+        {OSSL_FUNC_KEYEXCH_SETTABLE_CTX_PARAMS, (void (*)(void))id##_settable}, \
+        {0, NULL},                                                             \
+    };
+
+EXCHANGE(ecdh, "ECDH")
+EXCHANGE(x25519, "X25519")
+EXCHANGE(x448, "X448")

@@ -1,0 +1,204 @@
+/*
+ * The sealed key. Private parameters (as EVP_PKEY_todata gives them: RSA's
+ * n, e, d, p, q, dP, dQ, qInv; EC's group and scalar; ECX's raw keys) are
+ * serialized into a guarded buffer and sealed into an enclave. For an
+ * operation they are unsealed into guarded scratch memory, handed to
+ * EVP_PKEY_fromdata in the provider's private library context, used, and the
+ * transient key is freed (OpenSSL clears private BIGNUMs and ECX keys on
+ * free). Serialized form, per parameter:
+ *   u16 key length | key | NUL | u8 data type | u32 data size | data | NUL
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+
+#include "provider.h"
+
+#define MAX_PARAMS 24
+
+mgp_key *mgp_key_new(mgp_ctx *prov, const char *type)
+{
+    mgp_key *k = OPENSSL_zalloc(sizeof *k);
+    if (k == NULL)
+        return NULL;
+    atomic_init(&k->refs, 1);
+    k->prov = prov;
+    k->type = type;
+    return k;
+}
+
+mgp_key *mgp_key_up(mgp_key *k)
+{
+    if (k != NULL)
+        atomic_fetch_add(&k->refs, 1);
+    return k;
+}
+
+void mgp_key_free(mgp_key *k)
+{
+    if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
+        return;
+    EVP_PKEY_free(k->pub);
+    mg_enclave_free(k->priv);
+    OPENSSL_free(k);
+}
+
+/* OSSL_PARAM_free does not clear: wipe every value first (they may be private). */
+static void params_clear_free(OSSL_PARAM *params)
+{
+    if (params == NULL)
+        return;
+    for (OSSL_PARAM *p = params; p->key != NULL; p++)
+        if (p->data != NULL)
+            OPENSSL_cleanse(p->data, p->data_size);
+    OSSL_PARAM_free(params);
+}
+
+static size_t serialized_size(const OSSL_PARAM *params, size_t *count)
+{
+    size_t n = 0;
+    *count = 0;
+    for (const OSSL_PARAM *p = params; p->key != NULL; p++) {
+        n += 2 + strlen(p->key) + 1 + 1 + 4 + p->data_size + 1;
+        (*count)++;
+    }
+    return n;
+}
+
+static unsigned char *put(unsigned char *at, const void *src, size_t n)
+{
+    memcpy(at, src, n);
+    return at + n;
+}
+
+/* Seal params into a new enclave. */
+static mg_enclave *seal_params(const OSSL_PARAM *params)
+{
+    size_t count;
+    size_t total = serialized_size(params, &count);
+    if (count == 0 || count > MAX_PARAMS)
+        return NULL;
+    mg_buffer *b = mg_buffer_new(total);
+    if (b == NULL)
+        return NULL;
+    unsigned char *at = mg_buffer_data(b);
+    for (const OSSL_PARAM *p = params; p->key != NULL; p++) {
+        uint16_t klen = (uint16_t)strlen(p->key);
+        uint8_t type = (uint8_t)p->data_type;
+        uint32_t size = (uint32_t)p->data_size;
+        at = put(at, &klen, 2);
+        at = put(at, p->key, (size_t)klen + 1);
+        at = put(at, &type, 1);
+        at = put(at, &size, 4);
+        if (size > 0)
+            at = put(at, p->data, size);
+        *at++ = 0;
+    }
+    return mg_buffer_seal(b); /* destroys (wipes) b */
+}
+
+int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
+{
+    OSSL_PARAM *priv = NULL, *pub = NULL;
+    EVP_PKEY *pubkey = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+    if (EVP_PKEY_todata(full, EVP_PKEY_KEYPAIR, &priv) != 1 || EVP_PKEY_todata(full, EVP_PKEY_PUBLIC_KEY, &pub) != 1) {
+        MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot read the key's parameters");
+        goto out;
+    }
+    pctx = EVP_PKEY_CTX_new_from_name(k->prov->libctx, k->type, "provider=default");
+    if (pctx == NULL || EVP_PKEY_fromdata_init(pctx) != 1 ||
+        EVP_PKEY_fromdata(pctx, &pubkey, EVP_PKEY_PUBLIC_KEY, pub) != 1) {
+        MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot build the public key");
+        goto out;
+    }
+    mg_enclave *sealed = seal_params(priv);
+    if (sealed == NULL) {
+        MGP_ERR(k->prov, MGP_R_SEAL_FAILED, "%s", mg_last_error_message());
+        goto out;
+    }
+    mg_enclave_free(k->priv);
+    EVP_PKEY_free(k->pub);
+    k->priv = sealed;
+    k->pub = pubkey;
+    pubkey = NULL;
+    ok = 1;
+out:
+    params_clear_free(priv);
+    OSSL_PARAM_free(pub);
+    EVP_PKEY_free(pubkey);
+    EVP_PKEY_CTX_free(pctx);
+    return ok;
+}
+
+struct with_args {
+    const mgp_key *k;
+    mgp_key_fn fn;
+    void *arg;
+};
+
+static int get(const unsigned char **at, const unsigned char *end, void *dst, size_t n)
+{
+    if ((size_t)(end - *at) < n)
+        return 0;
+    memcpy(dst, *at, n);
+    *at += n;
+    return 1;
+}
+
+/* Runs inside mg_enclave_with: data is the unsealed blob in guarded scratch memory. */
+static int with_unsealed(const void *data, size_t n, void *varg)
+{
+    struct with_args *a = varg;
+    OSSL_PARAM params[MAX_PARAMS + 1];
+    const unsigned char *at = data, *end = at + n;
+    size_t i = 0;
+    while (at < end && i < MAX_PARAMS) {
+        uint16_t klen;
+        uint8_t type;
+        uint32_t size;
+        if (!get(&at, end, &klen, 2) || (size_t)(end - at) < (size_t)klen + 1)
+            return 0;
+        const char *key = (const char *)at;
+        at += (size_t)klen + 1;
+        if (!get(&at, end, &type, 1) || !get(&at, end, &size, 4) || (size_t)(end - at) < (size_t)size + 1)
+            return 0;
+        params[i].key = key;
+        params[i].data_type = type;
+        params[i].data = (void *)(uintptr_t)at; /* read-only use by EVP_PKEY_fromdata */
+        params[i].data_size = size;
+        params[i].return_size = OSSL_PARAM_UNMODIFIED;
+        at += (size_t)size + 1;
+        i++;
+    }
+    params[i] = OSSL_PARAM_construct_end();
+    EVP_PKEY *full = NULL;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(a->k->prov->libctx, a->k->type, "provider=default");
+    int rc = 0;
+    if (pctx != NULL && EVP_PKEY_fromdata_init(pctx) == 1 && EVP_PKEY_fromdata(pctx, &full, EVP_PKEY_KEYPAIR, params) == 1)
+        rc = a->fn(full, a->arg);
+    else
+        MGP_ERR(a->k->prov, MGP_R_UNSEAL_FAILED, "cannot rebuild the key");
+    EVP_PKEY_free(full); /* OpenSSL clears private key material on free */
+    EVP_PKEY_CTX_free(pctx);
+    return rc;
+}
+
+int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg)
+{
+    if (k == NULL || k->priv == NULL) {
+        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+        return 0;
+    }
+    struct with_args a = {k, fn, arg};
+    int rc = mg_enclave_with(k->priv, with_unsealed, &a);
+    if (rc < 0) {
+        MGP_ERR(k->prov, MGP_R_UNSEAL_FAILED, "%s", mg_strerror(rc));
+        return 0;
+    }
+    return rc;
+}

@@ -1,0 +1,262 @@
+/*
+ * Entry point: OSSL_provider_init, parameters, errors, and the static
+ * algorithm tables (complete from the first query: libssl may query before
+ * any key is loaded, and caches what it sees).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+#include <sodium.h>
+
+#include "provider.h"
+
+static OSSL_FUNC_core_new_error_fn *c_new_error;
+static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
+static OSSL_FUNC_core_vset_error_fn *c_vset_error;
+static OSSL_FUNC_core_get_params_fn *c_get_params;
+
+void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...)
+{
+    if (ctx == NULL || c_new_error == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    c_new_error(ctx->handle);
+    c_set_error_debug(ctx->handle, file, line, func);
+    c_vset_error(ctx->handle, ERR_PACK(0, 0, reason), fmt, ap);
+    va_end(ap);
+}
+
+void mgp_debug(const mgp_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx == NULL || !ctx->debug)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("memguard-provider: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static const OSSL_ITEM reason_strings[] = {
+    {MGP_R_NO_KEY, "memguard: no key"},
+    {MGP_R_NOT_PRIVATE, "memguard: not a private key"},
+    {MGP_R_EXPORT_REFUSED, "memguard: private key export refused (the key stays sealed)"},
+    {MGP_R_SEAL_FAILED, "memguard: cannot seal the key"},
+    {MGP_R_UNSEAL_FAILED, "memguard: cannot unseal the key"},
+    {MGP_R_OPERATION_FAILED, "memguard: operation failed"},
+    {MGP_R_BAD_ARGUMENT, "memguard: bad argument"},
+    {MGP_R_UNSUPPORTED, "memguard: unsupported"},
+    {0, NULL},
+};
+
+static const OSSL_ITEM *get_reason_strings(void *provctx)
+{
+    (void)provctx;
+    return reason_strings;
+}
+
+static const OSSL_PARAM gettable[] = {
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *gettable_params(void *provctx)
+{
+    (void)provctx;
+    return gettable;
+}
+
+static char buildinfo[128];
+
+static int get_params(void *provctx, OSSL_PARAM params[])
+{
+    (void)provctx;
+    OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) != NULL && !OSSL_PARAM_set_utf8_ptr(p, MGP_NAME))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, MG_VERSION_STRING))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) != NULL && !OSSL_PARAM_set_utf8_ptr(p, buildinfo))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL && !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    return 1;
+}
+
+#define ALG(names, fns) {names, MGP_PROPS, fns, NULL}
+
+static const OSSL_ALGORITHM keymgmt[] = {
+    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", mgp_rsa_keymgmt),
+    ALG("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", mgp_rsapss_keymgmt),
+    ALG("EC:id-ecPublicKey:1.2.840.10045.2.1", mgp_ec_keymgmt),
+    ALG("ED25519:1.3.101.112", mgp_ed25519_keymgmt),
+    ALG("ED448:1.3.101.113", mgp_ed448_keymgmt),
+    ALG("X25519:1.3.101.110", mgp_x25519_keymgmt),
+    ALG("X448:1.3.101.111", mgp_x448_keymgmt),
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM signature[] = {
+    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", mgp_rsa_signature),
+    ALG("ECDSA", mgp_ecdsa_signature),
+    ALG("ED25519:1.3.101.112", mgp_ed25519_signature),
+    ALG("ED448:1.3.101.113", mgp_ed448_signature),
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM asym_cipher[] = {
+    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", mgp_rsa_asym_cipher),
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM exchange[] = {
+    ALG("ECDH", mgp_ecdh_exchange),
+    ALG("X25519:1.3.101.110", mgp_x25519_exchange),
+    ALG("X448:1.3.101.111", mgp_x448_exchange),
+    {NULL, NULL, NULL, NULL},
+};
+
+#define DEC(names, structure, fns) {names, MGP_PROPS ",input=der,structure=" structure, fns, NULL}
+
+static const OSSL_ALGORITHM decoder[] = {
+    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", "PrivateKeyInfo", mgp_rsa_der_pki_decoder),
+    DEC("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", "PrivateKeyInfo", mgp_rsapss_der_pki_decoder),
+    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", "PrivateKeyInfo", mgp_ec_der_pki_decoder),
+    DEC("ED25519:1.3.101.112", "PrivateKeyInfo", mgp_ed25519_der_pki_decoder),
+    DEC("ED448:1.3.101.113", "PrivateKeyInfo", mgp_ed448_der_pki_decoder),
+    DEC("X25519:1.3.101.110", "PrivateKeyInfo", mgp_x25519_der_pki_decoder),
+    DEC("X448:1.3.101.111", "PrivateKeyInfo", mgp_x448_der_pki_decoder),
+    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", "type-specific", mgp_rsa_der_ts_decoder),
+    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", "type-specific", mgp_ec_der_ts_decoder),
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM *query_operation(void *provctx, int operation_id, int *no_cache)
+{
+    (void)provctx;
+    *no_cache = 0;
+    switch (operation_id) {
+    case OSSL_OP_KEYMGMT: return keymgmt;
+    case OSSL_OP_SIGNATURE: return signature;
+    case OSSL_OP_ASYM_CIPHER: return asym_cipher;
+    case OSSL_OP_KEYEXCH: return exchange;
+    case OSSL_OP_DECODER: return decoder;
+    default: return NULL;
+    }
+}
+
+/* libssl asks every provider for "TLS-GROUP"; answering 0 would make SSL_CTX_new fail. */
+static int get_capabilities(void *provctx, const char *capability, OSSL_CALLBACK *cb, void *arg)
+{
+    (void)provctx;
+    (void)capability;
+    (void)cb;
+    (void)arg;
+    return 1;
+}
+
+static void teardown(void *provctx)
+{
+    mgp_ctx *ctx = provctx;
+    if (ctx == NULL)
+        return;
+    OSSL_PROVIDER_unload(ctx->deflt);
+    OSSL_LIB_CTX_free(ctx->libctx);
+    OSSL_LIB_CTX_free(ctx->core_libctx);
+    OPENSSL_free(ctx);
+}
+
+static const OSSL_DISPATCH provider_functions[] = {
+    {OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))teardown},
+    {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))gettable_params},
+    {OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))get_params},
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))query_operation},
+    {OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))get_reason_strings},
+    {OSSL_FUNC_PROVIDER_GET_CAPABILITIES, (void (*)(void))get_capabilities},
+    {0, NULL},
+};
+
+/* Settings from the provider's section of openssl.cnf. */
+static int configure(mgp_ctx *ctx)
+{
+    char *rekey = NULL, *backend = NULL, *debug = NULL; /* owned by the core */
+    OSSL_PARAM p[] = {
+        OSSL_PARAM_utf8_ptr("memguard-rekey-interval-ms", &rekey, 0),
+        OSSL_PARAM_utf8_ptr("memguard-backend", &backend, 0),
+        OSSL_PARAM_utf8_ptr("memguard-debug", &debug, 0),
+        OSSL_PARAM_END,
+    };
+    if (c_get_params == NULL || !c_get_params(ctx->handle, p))
+        return 1;
+    const char *env = getenv("MEMGUARD_PROVIDER_DEBUG");
+    ctx->debug = (debug != NULL && strcmp(debug, "0") != 0) || (env != NULL && strcmp(env, "0") != 0);
+    if (rekey != NULL) {
+        char *end;
+        unsigned long ms = strtoul(rekey, &end, 10);
+        if (*end != '\0' || ms > 3600000ul || mg_set_rekey_interval((unsigned)ms) != MG_OK) {
+            fprintf(stderr, "memguard-provider: memguard-rekey-interval-ms = %s: not a number of ms\n", rekey);
+            return 0;
+        }
+    }
+    if (backend != NULL) {
+        if (strcmp(backend, "secretmem") == 0) {
+            if (mg_set_backend(MG_BACKEND_SECRETMEM) != MG_OK)
+                fprintf(stderr, "memguard-provider: %s\n", mg_last_error_message());
+        } else if (strcmp(backend, "anonymous") != 0) {
+            fprintf(stderr, "memguard-provider: memguard-backend = %s: use anonymous or secretmem\n", backend);
+            return 0;
+        }
+    }
+    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms", mg_backend_name(mg_get_backend()),
+              rekey != NULL ? rekey : "500");
+    return 1;
+}
+
+__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in, const OSSL_DISPATCH **out,
+                       void **provctx)
+{
+    const OSSL_DISPATCH *core = in;
+    for (; in->function_id != 0; in++) {
+        switch (in->function_id) {
+        case OSSL_FUNC_CORE_NEW_ERROR: c_new_error = OSSL_FUNC_core_new_error(in); break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG: c_set_error_debug = OSSL_FUNC_core_set_error_debug(in); break;
+        case OSSL_FUNC_CORE_VSET_ERROR: c_vset_error = OSSL_FUNC_core_vset_error(in); break;
+        case OSSL_FUNC_CORE_GET_PARAMS: c_get_params = OSSL_FUNC_core_get_params(in); break;
+        default: break;
+        }
+    }
+    if (mg_init() != MG_OK) {
+        fprintf(stderr, "memguard-provider: %s\n", mg_last_error_message());
+        return 0;
+    }
+    snprintf(buildinfo, sizeof buildinfo, "memguard %s, libsodium %s, %s", MG_VERSION_STRING,
+             sodium_version_string(), OPENSSL_VERSION_TEXT);
+    mgp_ctx *ctx = OPENSSL_zalloc(sizeof *ctx);
+    if (ctx == NULL)
+        return 0;
+    ctx->handle = handle;
+    /* A private context with only the default provider: our own algorithms never recurse into us. */
+    ctx->libctx = OSSL_LIB_CTX_new();
+    ctx->deflt = ctx->libctx != NULL ? OSSL_PROVIDER_load(ctx->libctx, "default") : NULL;
+    ctx->core_libctx = OSSL_LIB_CTX_new_from_dispatch(handle, core);
+    if (ctx->deflt == NULL || ctx->core_libctx == NULL || !configure(ctx)) {
+        teardown(ctx);
+        return 0;
+    }
+    *provctx = ctx;
+    *out = provider_functions;
+    return 1;
+}

@@ -1,0 +1,79 @@
+/*
+ * memguard OpenSSL 3 provider: shared declarations.
+ *
+ * The provider's one idea is the sealed key (key.c): public parts in the
+ * clear, private parts sealed in an enclave, and one entry point that runs an
+ * operation with the private parts unsealed into guarded memory. Key
+ * management, signature, asymmetric cipher and key exchange never touch
+ * private key bytes anywhere else.
+ */
+#ifndef MGP_PROVIDER_H
+#define MGP_PROVIDER_H
+
+#include <stdatomic.h>
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+
+#include <memguard/memguard.h>
+
+#define MGP_NAME "memguard enclave key provider"
+#define MGP_PROPS "provider=memguard"
+
+typedef struct mgp_ctx {
+    const OSSL_CORE_HANDLE *handle;
+    OSSL_LIB_CTX *core_libctx; /* bound to the core: for reading OSSL_CORE_BIOs */
+    OSSL_LIB_CTX *libctx;      /* private, default provider only: where the crypto runs */
+    OSSL_PROVIDER *deflt;
+    int debug;
+} mgp_ctx;
+
+/* ---- errors (provider.c) ---- */
+enum {
+    MGP_R_NO_KEY = 1,
+    MGP_R_NOT_PRIVATE,
+    MGP_R_EXPORT_REFUSED,
+    MGP_R_SEAL_FAILED,
+    MGP_R_UNSEAL_FAILED,
+    MGP_R_OPERATION_FAILED,
+    MGP_R_BAD_ARGUMENT,
+    MGP_R_UNSUPPORTED,
+};
+void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...);
+#define MGP_ERR(ctx, reason, ...) mgp_error((ctx), (reason), __FILE__, __LINE__, __func__, __VA_ARGS__)
+void mgp_debug(const mgp_ctx *ctx, const char *fmt, ...);
+
+/* ---- the sealed key (key.c) ---- */
+typedef struct mgp_key {
+    _Atomic int refs;
+    mgp_ctx *prov;
+    const char *type;  /* canonical name: "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "X25519", "X448" */
+    EVP_PKEY *pub;     /* public part (and domain parameters), in prov->libctx; NULL if empty */
+    mg_enclave *priv;  /* the private OSSL_PARAMs, serialized and sealed; NULL if public only */
+} mgp_key;
+
+mgp_key *mgp_key_new(mgp_ctx *prov, const char *type);
+mgp_key *mgp_key_up(mgp_key *k);
+void mgp_key_free(mgp_key *k);
+/*
+ * Take a complete key (in prov->libctx) and turn it into a sealed key: the
+ * private parameters are sealed, a public copy is kept. full is not freed.
+ */
+int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full);
+/* Run fn with a transient full EVP_PKEY built in prov->libctx from the unsealed parts. */
+typedef int (*mgp_key_fn)(EVP_PKEY *full, void *arg);
+int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg);
+
+/* ---- dispatch tables ---- */
+extern const OSSL_DISPATCH mgp_rsa_keymgmt[], mgp_rsapss_keymgmt[], mgp_ec_keymgmt[], mgp_ed25519_keymgmt[],
+    mgp_ed448_keymgmt[], mgp_x25519_keymgmt[], mgp_x448_keymgmt[];
+extern const OSSL_DISPATCH mgp_rsa_signature[], mgp_ecdsa_signature[], mgp_ed25519_signature[],
+    mgp_ed448_signature[];
+extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
+extern const OSSL_DISPATCH mgp_ecdh_exchange[], mgp_x25519_exchange[], mgp_x448_exchange[];
+extern const OSSL_DISPATCH mgp_rsa_der_pki_decoder[], mgp_rsapss_der_pki_decoder[], mgp_ec_der_pki_decoder[],
+    mgp_ed25519_der_pki_decoder[], mgp_ed448_der_pki_decoder[], mgp_x25519_der_pki_decoder[],
+    mgp_x448_der_pki_decoder[], mgp_rsa_der_ts_decoder[], mgp_ec_der_ts_decoder[];
+
+#endif
