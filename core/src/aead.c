@@ -35,12 +35,20 @@ bool mg_aead_available(mg_aead_alg alg)
     return alg == MG_AEAD_AES256GCM && crypto_aead_aes256gcm_is_available();
 }
 
+/* libsodium aborts the process past these; we refuse instead. */
+static size_t max_message(mg_aead_alg alg)
+{
+    unsigned long long m = alg == MG_AEAD_AES256GCM ? crypto_aead_aes256gcm_MESSAGEBYTES_MAX
+                                                    : crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX;
+    return m > SIZE_MAX ? SIZE_MAX : (size_t)m;
+}
+
 size_t mg_aead_overhead(mg_aead_alg alg)
 {
     return nonce_size(alg) + TAG;
 }
 
-static int run(const void *key, size_t key_len, void *arg)
+static int run(const void *key, size_t key_len, unsigned char *staging, void *arg)
 {
     struct aead_call *c = arg;
     if (key_len != 32)
@@ -59,13 +67,16 @@ static int run(const void *key, size_t key_len, void *arg)
         *c->out_len = nl + (size_t)n;
         return bad ? mg_fail(MG_ESYS, 0, "encryption failed") : MG_OK;
     }
+    /* libsodium zeroes its output on a bad tag: decrypt into guarded staging, publish only on success. */
     if (c->alg == MG_AEAD_AES256GCM)
-        bad = crypto_aead_aes256gcm_decrypt(c->out, &n, NULL, c->in + nl, c->in_len - nl, c->ad, c->ad_len, c->in, key);
+        bad = crypto_aead_aes256gcm_decrypt(staging, &n, NULL, c->in + nl, c->in_len - nl, c->ad, c->ad_len, c->in,
+                                            key);
     else
-        bad = crypto_aead_xchacha20poly1305_ietf_decrypt(c->out, &n, NULL, c->in + nl, c->in_len - nl, c->ad,
+        bad = crypto_aead_xchacha20poly1305_ietf_decrypt(staging, &n, NULL, c->in + nl, c->in_len - nl, c->ad,
                                                          c->ad_len, c->in, key);
     if (bad)
         return mg_fail(MG_EAUTH, 0, "message does not authenticate");
+    mg_copy(c->out, staging, (size_t)n);
     *c->out_len = (size_t)n;
     return MG_OK;
 }
@@ -89,11 +100,13 @@ int mg_aead_seal(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, siz
     int rc = check(key, alg, out, out_len, msg, msg_len, ad, ad_len);
     if (rc != MG_OK)
         return rc;
+    if (msg_len > max_message(alg) || msg_len > SIZE_MAX - mg_aead_overhead(alg))
+        return mg_fail(MG_ERANGE, 0, "a %zu-byte message is over the algorithm's limit", msg_len);
     size_t need = msg_len + mg_aead_overhead(alg);
-    if (msg_len > SIZE_MAX - mg_aead_overhead(alg) || out_cap < need)
+    if (out_cap < need)
         return mg_fail(MG_ERANGE, 0, "output needs %zu bytes, has %zu", need, out_cap);
     struct aead_call c = {alg, true, out, out_len, msg, msg_len, ad, ad_len};
-    return mg_enclave_with(key, run, &c);
+    return mg_enclave_with_scratch(key, 0, run, &c);
 }
 
 int mg_aead_open(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, size_t out_cap, size_t *out_len,
@@ -105,8 +118,10 @@ int mg_aead_open(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, siz
     if (in_len < mg_aead_overhead(alg))
         return mg_fail(MG_EAUTH, 0, "message of %zu bytes is shorter than nonce and tag", in_len);
     size_t need = in_len - mg_aead_overhead(alg);
+    if (need > max_message(alg))
+        return mg_fail(MG_ERANGE, 0, "a %zu-byte message is over the algorithm's limit", need);
     if (out_cap < need)
         return mg_fail(MG_ERANGE, 0, "output needs %zu bytes, has %zu", need, out_cap);
     struct aead_call c = {alg, false, out, out_len, in, in_len, ad, ad_len};
-    return mg_enclave_with(key, run, &c);
+    return mg_enclave_with_scratch(key, need, run, &c);
 }

@@ -187,15 +187,18 @@ mg_buffer *mg_enclave_open(const mg_enclave *e)
     return b;
 }
 
-int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
+int mg_enclave_with_scratch(const mg_enclave *e, size_t extra, mg_enclave_scratch_fn fn, void *arg)
 {
     if (e == NULL || fn == NULL)
         return mg_fail(MG_EINVAL, 0, e == NULL ? "NULL enclave" : "NULL function");
+    if (extra > SIZE_MAX - WORK - 16 - e->size)
+        return mg_fail(MG_ERANGE, 0, "scratch request too large");
     if (mg_ensure_init() != MG_OK)
         return MG_EINIT;
     mg_coffer_tick();
-    /* One scratch area holds the key, the coffer copies and the plaintext. */
-    size_t need = WORK + e->size;
+    /* One scratch area holds the key, the coffer copies, the plaintext and the caller's extra space. */
+    size_t plain_span = (e->size + 15) & ~(size_t)15; /* keep extra 16-byte aligned */
+    size_t need = WORK + plain_span + extra;
     mg_scratch *tok;
     unsigned char *work = mg_scratch_acquire(need, &tok);
     if (work == NULL)
@@ -205,10 +208,30 @@ int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
         rc = decrypt_into(e, work + WORK, work);
         mg_wipe(work, MG_KEY_BYTES);
         if (rc == MG_OK)
-            rc = fn(work + WORK, e->size, arg);
+            rc = fn(work + WORK, e->size, extra > 0 ? work + WORK + plain_span : NULL, arg);
     }
     mg_scratch_release(tok, need);
     return rc;
+}
+
+struct plain_call {
+    mg_enclave_fn fn;
+    void *arg;
+};
+
+static int call_plain(const void *data, size_t n, unsigned char *extra, void *varg)
+{
+    (void)extra;
+    struct plain_call *c = varg;
+    return c->fn(data, n, c->arg);
+}
+
+int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
+{
+    if (fn == NULL)
+        return mg_fail(MG_EINVAL, 0, "NULL function");
+    struct plain_call c = {fn, arg};
+    return mg_enclave_with_scratch(e, 0, call_plain, &c);
 }
 
 size_t mg_enclave_size(const mg_enclave *e)

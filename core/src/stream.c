@@ -186,15 +186,17 @@ mg_buffer *mg_stream_next(mg_stream *s)
 }
 
 struct fill {
-    unsigned char *at;
+    mg_buffer *b;
+    size_t at;
 };
 
 static int fill_from(const void *data, size_t n, void *arg)
 {
     struct fill *f = arg;
-    mg_copy(f->at, data, n);
+    /* Through the locked API: a concurrent purge makes this fail cleanly (MG_EDEAD). */
+    int rc = mg_buffer_copy_at(f->b, f->at, data, n);
     f->at += n;
-    return MG_OK;
+    return rc;
 }
 
 mg_buffer *mg_stream_flush(mg_stream *s)
@@ -209,27 +211,38 @@ mg_buffer *mg_stream_flush(mg_stream *s)
         mg_fail(MG_ENODATA, 0, "stream is empty");
         return NULL;
     }
-    /* The total is known: one allocation, no growing. */
-    mg_buffer *b = mg_buffer_new_held(s->size);
+    /*
+     * The total is known: one allocation, no growing. The buffer's lock is not
+     * held while chunks are opened (opening may enter the scratch pool and the
+     * registry: see the lock order in fork.c).
+     */
+    mg_buffer *b = mg_buffer_new(s->size);
     if (b == NULL) {
         pthread_mutex_unlock(&s->lock);
         return NULL;
     }
-    struct fill f = {mg_buffer_data_held(b)};
+    struct fill f = {b, 0};
     for (struct chunk *c = s->head; c != NULL; c = c->next) {
         int rc = mg_enclave_with(c->e, fill_from, &f);
         if (rc != MG_OK) {
-            mg_buffer_destroy_held(b); /* wipes what was copied; the stream keeps every chunk */
+            mg_buffer_destroy(b); /* wipes what was copied; the stream keeps every chunk */
             pthread_mutex_unlock(&s->lock);
             mg_fail(rc, 0, "a chunk does not open");
             return NULL;
         }
     }
+    /* Only once the buffer is complete and still alive do the chunks go. */
+    if (mg_buffer_freeze(b) != MG_OK) {
+        int rc = mg_last_error();
+        mg_buffer_destroy(b);
+        pthread_mutex_unlock(&s->lock);
+        mg_fail(rc, 0, "the flushed buffer did not survive (purged?); the stream keeps its data");
+        return NULL;
+    }
     struct chunk *c;
     while ((c = pop_front(s)) != NULL)
         free_chunk(c);
     pthread_mutex_unlock(&s->lock);
-    mg_buffer_release(b, true);
     return b;
 }
 
