@@ -40,9 +40,10 @@ enum {
     MGP_R_BAD_ARGUMENT,
     MGP_R_UNSUPPORTED,
 };
-void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...);
+void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 #define MGP_ERR(ctx, reason, ...) mgp_error((ctx), (reason), __FILE__, __LINE__, __func__, __VA_ARGS__)
-void mgp_debug(const mgp_ctx *ctx, const char *fmt, ...);
+void mgp_debug(const mgp_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- the sealed key (key.c) ---- */
 typedef struct mgp_key {

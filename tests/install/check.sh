@@ -10,6 +10,7 @@ libdir=$(dirname "$(find "$tmp/prefix" -name memguard.pc)")/..
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 test -f "$tmp/prefix/include/memguard/memguard.h"
 test -f "$tmp/prefix/include/memguard/version.h"
+find "$tmp/prefix" -path "*ossl-modules/memguard.so" | grep -q .
 "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$tmp/shared" \
   $(pkg-config --cflags --libs memguard) -Wl,-rpath,"$libdir"
 "$tmp/shared"
@@ -19,4 +20,4 @@ ldd "$tmp/shared" | grep -q "$tmp/prefix"
   $(pkg-config --cflags memguard) "$libdir/libmemguard.a" $(pkg-config --static --libs-only-l --libs-only-other memguard | sed 's/-lmemguard//')
 "$tmp/static"
 ! ldd "$tmp/static" | grep -q libmemguard
-echo "install check: headers, memguard.pc, shared and static library all work"
+echo "install check: headers, memguard.pc, shared and static library, provider module all install and work"
