@@ -141,6 +141,8 @@ static const OSSL_ALGORITHM decoder[] = {
     DEC("X448:1.3.101.111", "PrivateKeyInfo", mgp_x448_der_pki_decoder),
     DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", "type-specific", mgp_rsa_der_ts_decoder),
     DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", "type-specific", mgp_ec_der_ts_decoder),
+    /* Private-key PEM only, base64 decoded in guarded memory (decoder_pem.c). */
+    {"DER", MGP_PROPS ",input=pem", mgp_pem_to_der_decoder, NULL},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -75,6 +75,6 @@ extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
 extern const OSSL_DISPATCH mgp_ecdh_exchange[], mgp_x25519_exchange[], mgp_x448_exchange[];
 extern const OSSL_DISPATCH mgp_rsa_der_pki_decoder[], mgp_rsapss_der_pki_decoder[], mgp_ec_der_pki_decoder[],
     mgp_ed25519_der_pki_decoder[], mgp_ed448_der_pki_decoder[], mgp_x25519_der_pki_decoder[],
-    mgp_x448_der_pki_decoder[], mgp_rsa_der_ts_decoder[], mgp_ec_der_ts_decoder[];
+    mgp_x448_der_pki_decoder[], mgp_rsa_der_ts_decoder[], mgp_ec_der_ts_decoder[], mgp_pem_to_der_decoder[];
 
 #endif
