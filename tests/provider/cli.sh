@@ -100,6 +100,23 @@ for n in x25519 x448 p256; do
   check "$n: derived secret agrees" cmp mine_$n theirs_$n
 done
 
+# Certificates and CMS signed with sealed keys verify with plain OpenSSL.
+mg req -x509 -new -key p256.pem -subj /CN=memguard-test-ca -days 2 -out ca.crt 2>/dev/null
+check "req -x509: self-signed CA certificate verifies" plain verify -CAfile ca.crt ca.crt
+plain req -new -key ed25519.pem -subj /CN=leaf -out leaf.csr
+mg x509 -req -in leaf.csr -CA ca.crt -CAkey p256.pem -CAcreateserial -days 2 -out leaf.crt 2>/dev/null
+check "x509 -req: certificate signed with a sealed CA key verifies" plain verify -CAfile ca.crt leaf.crt
+mg cms -sign -in data -signer ca.crt -inkey p256.pem -out signed.cms 2>/dev/null
+check "cms -sign: signature verifies" plain cms -verify -in signed.cms -CAfile ca.crt -out /dev/null
+
+# Key generation: ordinary genpkey under the memguard configuration still works (default provider);
+# forced into memguard, the key is generated sealed and writing it out is refused.
+check "genpkey under memguard.cnf still works" mg genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out gen.pem
+if mg genpkey -algorithm ED25519 -propquery provider=memguard -out gen2.pem 2> gen2.err; then
+  bad "genpkey in memguard wrote a private key out"
+elif grep -q "private key export refused" gen2.err; then ok "genpkey in memguard: key sealed from birth, never written out"
+else bad "genpkey in memguard failed for another reason"; fi
+
 # Bad input: clean errors, never a crash (a signal would give status >= 128).
 printf -- '-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n' > truncated.pem
 head -c 300 rsa2048.pem > cut.pem; echo "-----END PRIVATE KEY-----" >> cut.pem
