@@ -50,16 +50,7 @@ static void *ex_dup(void *vctx)
 static int ex_set_params(void *vctx, const OSSL_PARAM params[])
 {
     ex_ctx *c = vctx;
-    if (params == NULL || params[0].key == NULL)
-        return 1;
-    OSSL_PARAM *merged = OSSL_PARAM_merge(c->params, params);
-    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
-    OSSL_PARAM_free(merged);
-    if (copy == NULL)
-        return 0;
-    OSSL_PARAM_free(c->params);
-    c->params = copy;
-    return 1;
+    return mgp_params_merge(&c->params, params);
 }
 
 static int ex_init(void *vctx, void *key, const OSSL_PARAM params[])

@@ -202,3 +202,17 @@ int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg)
     }
     return rc;
 }
+
+int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params)
+{
+    if (params == NULL || params[0].key == NULL)
+        return 1;
+    OSSL_PARAM *merged = OSSL_PARAM_merge(*dst, params); /* shallow */
+    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
+    OSSL_PARAM_free(merged);
+    if (copy == NULL)
+        return 0;
+    OSSL_PARAM_free(*dst);
+    *dst = copy;
+    return 1;
+}

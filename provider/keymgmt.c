@@ -135,16 +135,7 @@ static void *gen_init_for(void *provctx, const char *type, int selection, const 
 static int gen_set_params(void *genctx, const OSSL_PARAM params[])
 {
     struct gen_ctx *g = genctx;
-    if (params == NULL || params[0].key == NULL)
-        return 1;
-    OSSL_PARAM *merged = OSSL_PARAM_merge(g->params, params);
-    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
-    OSSL_PARAM_free(merged);
-    if (copy == NULL)
-        return 0;
-    OSSL_PARAM_free(g->params);
-    g->params = copy;
-    return 1;
+    return mgp_params_merge(&g->params, params);
 }
 
 static void *gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)

@@ -66,6 +66,9 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full);
 typedef int (*mgp_key_fn)(EVP_PKEY *full, void *arg);
 int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg);
 
+/* Merge params into *dst (deep copies; later keys win). 1 on success. */
+int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);
+
 /* ---- dispatch tables ---- */
 extern const OSSL_DISPATCH mgp_rsa_keymgmt[], mgp_rsapss_keymgmt[], mgp_ec_keymgmt[], mgp_ed25519_keymgmt[],
     mgp_ed448_keymgmt[], mgp_x25519_keymgmt[], mgp_x448_keymgmt[];

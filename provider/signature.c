@@ -73,14 +73,7 @@ static int set_params(void *vctx, const OSSL_PARAM params[])
         OPENSSL_free(c->mdname);
         c->mdname = md;
     }
-    OSSL_PARAM *merged = OSSL_PARAM_merge(c->params, params);
-    OSSL_PARAM *copy = merged != NULL ? OSSL_PARAM_dup(merged) : NULL;
-    OSSL_PARAM_free(merged);
-    if (copy == NULL)
-        return 0;
-    OSSL_PARAM_free(c->params);
-    c->params = copy;
-    return 1;
+    return mgp_params_merge(&c->params, params);
 }
 
 /* Record key, digest and parameters; check the digest exists, without unsealing anything. */
