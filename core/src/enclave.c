@@ -187,7 +187,7 @@ mg_buffer *mg_enclave_open(const mg_enclave *e)
     return b;
 }
 
-int mg_enclave_with_scratch(const mg_enclave *e, size_t extra, mg_enclave_scratch_fn fn, void *arg)
+int mg_enclave_with_workspace(const mg_enclave *e, size_t extra, mg_enclave_workspace_fn fn, void *arg)
 {
     if (e == NULL || fn == NULL)
         return mg_fail(MG_EINVAL, 0, e == NULL ? "NULL enclave" : "NULL function");
@@ -231,7 +231,7 @@ int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg)
     if (fn == NULL)
         return mg_fail(MG_EINVAL, 0, "NULL function");
     struct plain_call c = {fn, arg};
-    return mg_enclave_with_scratch(e, 0, call_plain, &c);
+    return mg_enclave_with_workspace(e, 0, call_plain, &c);
 }
 
 size_t mg_enclave_size(const mg_enclave *e)

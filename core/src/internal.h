@@ -124,14 +124,6 @@ int mg_fork_handlers_install(void);
 /* ---- enclaves (enclave.c) ---- */
 /* Seal size bytes of src into a new enclave without touching src. */
 mg_enclave *mg_enclave_seal_copy(const void *src, size_t size);
-/*
- * mg_enclave_with plus `extra` bytes of guarded, 16-byte aligned scratch in the
- * same area (wiped afterwards), for callers that must stage a result before
- * releasing it (aead open: nothing reaches the caller's output unless it
- * authenticates).
- */
-typedef int (*mg_enclave_scratch_fn)(const void *data, size_t n, unsigned char *extra, void *arg);
-int mg_enclave_with_scratch(const mg_enclave *e, size_t extra, mg_enclave_scratch_fn fn, void *arg);
 /* Test hook: the sealed bytes of e (nonce | tag | ciphertext). */
 unsigned char *mg_test_enclave_bytes(mg_enclave *e, size_t *len);
 

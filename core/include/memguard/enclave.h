@@ -48,6 +48,14 @@ MG_API MG_NODISCARD mg_buffer *mg_enclave_open(const mg_enclave *e);
 typedef int (*mg_enclave_fn)(const void *data, size_t size, void *arg);
 MG_API int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg);
 
+/*
+ * mg_enclave_with plus `extra` bytes of guarded, 16-byte aligned workspace in
+ * the same scratch area, wiped afterwards: for results that must be staged in
+ * guarded memory before they are released (or never released at all).
+ */
+typedef int (*mg_enclave_workspace_fn)(const void *data, size_t size, unsigned char *work, void *arg);
+MG_API int mg_enclave_with_workspace(const mg_enclave *e, size_t extra, mg_enclave_workspace_fn fn, void *arg);
+
 MG_API size_t mg_enclave_size(const mg_enclave *e);
 /* Free an enclave. NULL-safe. (The sealed bytes are wiped too, though they are not secret.) */
 MG_API void mg_enclave_free(mg_enclave *e);
