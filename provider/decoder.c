@@ -50,38 +50,51 @@ static int does_selection(void *provctx, int selection)
     return selection == 0 || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
 }
 
-/* Read the whole input into guarded memory; *len gets the size. NULL on error or empty input. */
-static mg_buffer *read_all(OSSL_LIB_CTX *core_libctx, OSSL_CORE_BIO *cin, size_t *len)
+/*
+ * Read exactly one DER element (tag, definite length, contents) into guarded
+ * memory: d2i callers expect the input to advance past the key and no further.
+ * NULL if the input is not a plausible DER element.
+ */
+static mg_buffer *read_element(OSSL_LIB_CTX *core_libctx, OSSL_CORE_BIO *cin, size_t *len)
 {
     BIO *in = BIO_new_from_core_bio(core_libctx, cin);
-    if (in == NULL)
-        return NULL;
-    size_t cap = 4096 - MG_MIN_CANARY, used = 0;
-    mg_buffer *b = mg_buffer_new(cap);
-    while (b != NULL) {
-        if (used == cap) {
-            mg_buffer *nb = cap < (1u << 24) ? mg_buffer_new(cap * 2) : NULL;
-            if (nb == NULL || mg_buffer_copy(nb, mg_buffer_data(b), used) != MG_OK) {
-                mg_buffer_destroy(nb);
-                mg_buffer_destroy(b);
-                b = NULL;
-                break;
-            }
-            mg_buffer_destroy(b);
-            b = nb;
-            cap *= 2;
-        }
-        int n = BIO_read(in, (unsigned char *)mg_buffer_data(b) + used, (int)(cap - used));
+    mg_buffer *b = NULL;
+    unsigned char hdr[6];
+    if (in == NULL || BIO_read(in, hdr, 2) != 2 || (hdr[0] & 0x1f) == 0x1f)
+        goto out; /* empty input, or a multi-byte tag: not a key */
+    size_t hlen = 2, body;
+    if (hdr[1] < 0x80) {
+        body = hdr[1];
+    } else {
+        size_t n = hdr[1] & 0x7f;
+        if (n == 0 || n > 4 || BIO_read(in, hdr + 2, (int)n) != (int)n)
+            goto out; /* indefinite or absurd length */
+        body = 0;
+        for (size_t i = 0; i < n; i++)
+            body = body << 8 | hdr[2 + i];
+        hlen += n;
+    }
+    if (body == 0 || body > (1u << 20))
+        goto out;
+    b = mg_buffer_new(hlen + body);
+    if (b == NULL)
+        goto out;
+    unsigned char *p = mg_buffer_data(b);
+    memcpy(p, hdr, hlen);
+    size_t got = 0;
+    while (got < body) {
+        int n = BIO_read(in, p + hlen + got, (int)(body - got));
         if (n <= 0)
             break;
-        used += (size_t)n;
+        got += (size_t)n;
     }
-    BIO_free(in);
-    if (b != NULL && used == 0) {
+    if (got != body) {
         mg_buffer_destroy(b);
         b = NULL;
     }
-    *len = used;
+out:
+    BIO_free(in);
+    *len = b != NULL ? hlen + body : 0;
     return b;
 }
 
@@ -94,7 +107,7 @@ static int decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *
     if (!does_selection(c->prov, selection))
         return 1;
     size_t len = 0;
-    mg_buffer *der = read_all(c->prov->core_libctx, cin, &len);
+    mg_buffer *der = read_element(c->prov->core_libctx, cin, &len);
     if (der == NULL)
         return 1;
     const unsigned char *p = mg_buffer_data(der);

@@ -30,6 +30,13 @@ static int km_has(const void *keydata, int selection)
     return ok;
 }
 
+/* Sealed keys never change after creation, so a duplicate can share the object. */
+static void *km_dup(const void *keydata, int selection)
+{
+    (void)selection;
+    return mgp_key_up((mgp_key *)(uintptr_t)keydata);
+}
+
 static int km_match(const void *a, const void *b, int selection)
 {
     const mgp_key *x = a, *y = b;
@@ -254,6 +261,7 @@ static const OSSL_PARAM ecx_param_types[] = {
         {OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))id##_load},                                                  \
         {OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))km_has},                                                      \
         {OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))km_match},                                                  \
+        {OSSL_FUNC_KEYMGMT_DUP, (void (*)(void))km_dup},                                                      \
         {OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))km_import},                                                \
         {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))id##_types},                                         \
         {OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))km_export},                                                \

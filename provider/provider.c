@@ -170,13 +170,29 @@ static int get_capabilities(void *provctx, const char *capability, OSSL_CALLBACK
     return 1;
 }
 
+/*
+ * The private library context outlives the provider: threads that signed in it
+ * hold thread-exit handlers for it (their DRBG state), and an application
+ * cannot OSSL_thread_stop_ex() a context it does not know about. It is kept
+ * (reachable) for the life of the process; the module itself is never unmapped.
+ */
+static OSSL_LIB_CTX *retained[16];
+static OSSL_PROVIDER *retained_default[16];
+static _Atomic unsigned n_retained;
+
 static void teardown(void *provctx)
 {
     mgp_ctx *ctx = provctx;
     if (ctx == NULL)
         return;
-    OSSL_PROVIDER_unload(ctx->deflt);
-    OSSL_LIB_CTX_free(ctx->libctx);
+    unsigned i = atomic_fetch_add(&n_retained, 1);
+    if (i < sizeof retained / sizeof retained[0]) {
+        retained[i] = ctx->libctx;
+        retained_default[i] = ctx->deflt;
+    } else {
+        OSSL_PROVIDER_unload(ctx->deflt); /* beyond 16 loads: free (and accept the risk above) */
+        OSSL_LIB_CTX_free(ctx->libctx);
+    }
     OSSL_LIB_CTX_free(ctx->core_libctx);
     OPENSSL_free(ctx);
 }
@@ -255,7 +271,10 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
     ctx->deflt = ctx->libctx != NULL ? OSSL_PROVIDER_load(ctx->libctx, "default") : NULL;
     ctx->core_libctx = OSSL_LIB_CTX_new_from_dispatch(handle, core);
     if (ctx->deflt == NULL || ctx->core_libctx == NULL || !configure(ctx)) {
-        teardown(ctx);
+        OSSL_PROVIDER_unload(ctx->deflt); /* nothing has run in it yet */
+        OSSL_LIB_CTX_free(ctx->libctx);
+        OSSL_LIB_CTX_free(ctx->core_libctx);
+        OPENSSL_free(ctx);
         return 0;
     }
     *provctx = ctx;

@@ -157,3 +157,12 @@ void mg_scratch_postfork_child(void)
     }
     pthread_mutex_unlock(&pool_lock);
 }
+
+/* A libmemguard.so that is dlclose()d must not leave a TLS destructor pointing into unmapped code. */
+__attribute__((destructor)) static void delete_key(void)
+{
+    if (key_ok) {
+        pthread_key_delete(area_key);
+        key_ok = false;
+    }
+}
