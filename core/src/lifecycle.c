@@ -90,8 +90,7 @@ static void *signal_thread(void *arg)
         mg_purge();
         mg_coffer_destroy();
         /* End the way the signal would have: default action, from this thread. */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl); /* not secret: a sigaction */
+        struct sigaction dfl = {0};
         dfl.sa_handler = SIG_DFL;
         sigaction(sig, &dfl, NULL);
         sigset_t one;
@@ -137,8 +136,7 @@ int mg_catch_signals(mg_signal_handler handler, const int *signals, size_t n)
     atomic_store(&user_handler, handler);
     for (size_t i = 0; i < n; i++) {
         int sig = signals[i];
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa); /* not secret: a sigaction */
+        struct sigaction sa = {0};
         sa.sa_sigaction = orderly_handler;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigfillset(&sa.sa_mask);
@@ -224,8 +222,7 @@ static void crash_handler(int sig, siginfo_t *info, void *ctx)
         else
             old->sa_handler(sig);
     }
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl); /* not secret: a sigaction */
+    struct sigaction dfl = {0};
     dfl.sa_handler = SIG_DFL;
     sigaction(sig, &dfl, NULL);
     /* A fault from the CPU re-executes the instruction on return and dies with the right PC;
@@ -246,8 +243,7 @@ int mg_catch_crashes(void)
     if (!atomic_load(&crash_installed)) {
         for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++) {
             int sig = crash_signals[i];
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa); /* not secret: a sigaction */
+            struct sigaction sa = {0};
             sa.sa_sigaction = crash_handler;
             sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
             sigfillset(&sa.sa_mask);
