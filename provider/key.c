@@ -150,6 +150,27 @@ static int get(const unsigned char **at, const unsigned char *end, void *dst, si
     return 1;
 }
 
+/* The next serialized parameter at *at (see the format at the top). 0 at the end or on a malformed blob. */
+static int next_param(const unsigned char **at, const unsigned char *end, OSSL_PARAM *out)
+{
+    uint16_t klen;
+    uint8_t type;
+    uint32_t size;
+    if (*at >= end || !get(at, end, &klen, 2) || (size_t)(end - *at) < (size_t)klen + 1)
+        return 0;
+    const char *key = (const char *)*at;
+    *at += (size_t)klen + 1;
+    if (!get(at, end, &type, 1) || !get(at, end, &size, 4) || (size_t)(end - *at) < (size_t)size + 1)
+        return 0;
+    out->key = key;
+    out->data_type = type;
+    out->data = (void *)(uintptr_t)*at; /* read-only use: EVP_PKEY_fromdata, or our own callers */
+    out->data_size = size;
+    out->return_size = OSSL_PARAM_UNMODIFIED;
+    *at += (size_t)size + 1;
+    return 1;
+}
+
 /* Runs inside mg_enclave_with: data is the unsealed blob in guarded scratch memory. */
 static int with_unsealed(const void *data, size_t n, void *varg)
 {
@@ -157,24 +178,8 @@ static int with_unsealed(const void *data, size_t n, void *varg)
     OSSL_PARAM params[MAX_PARAMS + 1];
     const unsigned char *at = data, *end = at + n;
     size_t i = 0;
-    while (at < end && i < MAX_PARAMS) {
-        uint16_t klen;
-        uint8_t type;
-        uint32_t size;
-        if (!get(&at, end, &klen, 2) || (size_t)(end - at) < (size_t)klen + 1)
-            return 0;
-        const char *key = (const char *)at;
-        at += (size_t)klen + 1;
-        if (!get(&at, end, &type, 1) || !get(&at, end, &size, 4) || (size_t)(end - at) < (size_t)size + 1)
-            return 0;
-        params[i].key = key;
-        params[i].data_type = type;
-        params[i].data = (void *)(uintptr_t)at; /* read-only use by EVP_PKEY_fromdata */
-        params[i].data_size = size;
-        params[i].return_size = OSSL_PARAM_UNMODIFIED;
-        at += (size_t)size + 1;
+    while (i < MAX_PARAMS && next_param(&at, end, &params[i]))
         i++;
-    }
     params[i] = OSSL_PARAM_construct_end();
     EVP_PKEY *full = NULL;
     EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(a->k->prov->libctx, a->k->type, "provider=default");
@@ -228,20 +233,10 @@ static int find_param(const void *data, size_t n, unsigned char *work, void *var
 {
     struct param_args *a = varg;
     const unsigned char *at = data, *end = at + n;
-    while (at < end) {
-        uint16_t klen;
-        uint8_t type;
-        uint32_t size;
-        if (!get(&at, end, &klen, 2) || (size_t)(end - at) < (size_t)klen + 1)
-            return 0;
-        const char *key = (const char *)at;
-        at += (size_t)klen + 1;
-        if (!get(&at, end, &type, 1) || !get(&at, end, &size, 4) || (size_t)(end - at) < (size_t)size + 1)
-            return 0;
-        if (strcmp(key, a->name) == 0)
-            return a->fn(at, size, work, a->arg);
-        at += (size_t)size + 1;
-    }
+    OSSL_PARAM p;
+    while (next_param(&at, end, &p))
+        if (strcmp(p.key, a->name) == 0)
+            return a->fn(p.data, p.data_size, work, a->arg);
     return 0;
 }
 
