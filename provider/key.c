@@ -13,6 +13,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/params.h>
 
 #include "provider.h"
@@ -25,6 +26,7 @@ mgp_key *mgp_key_new(mgp_ctx *prov, const char *type)
     if (k == NULL)
         return NULL;
     atomic_init(&k->refs, 1);
+    atomic_init(&k->ec_group, NULL);
     k->prov = prov;
     k->type = type;
     return k;
@@ -43,6 +45,7 @@ void mgp_key_free(mgp_key *k)
         return;
     EVP_PKEY_free(k->pub);
     mg_enclave_free(k->priv);
+    EC_GROUP_free(atomic_load(&k->ec_group));
     OPENSSL_free(k);
 }
 

@@ -52,6 +52,7 @@ typedef struct mgp_key {
     const char *type;  /* canonical name: "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "X25519", "X448" */
     EVP_PKEY *pub;     /* public part (and domain parameters), in prov->libctx; NULL if empty */
     mg_enclave *priv;  /* the private OSSL_PARAMs, serialized and sealed; NULL if public only */
+    _Atomic(struct ec_group_st *) ec_group; /* EC keys: the public curve, built on first signature */
 } mgp_key;
 
 mgp_key *mgp_key_new(mgp_ctx *prov, const char *type);
@@ -72,6 +73,10 @@ int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg);
  */
 typedef int (*mgp_param_fn)(const unsigned char *val, size_t len, unsigned char *work, void *arg);
 int mgp_key_with_param(const mgp_key *k, const char *name, size_t work, mgp_param_fn fn, void *arg);
+
+/* ECDSA over an already computed digest, unsealing only the scalar (ecdsa.c). */
+int mgp_ecdsa_sign_digest(mgp_key *k, const unsigned char *dgst, size_t dlen, unsigned char *sig, size_t *siglen,
+                          size_t sigsize);
 
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);

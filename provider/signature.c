@@ -185,6 +185,28 @@ static int do_sign(EVP_PKEY *full, void *varg)
     return ok;
 }
 
+/* ECDSA: hash here (public), then sign the digest unsealing only the scalar. */
+static int ecdsa_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsize, const unsigned char *tbs,
+                      size_t tbslen, bool digest_first)
+{
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    size_t dlen = tbslen;
+    if (digest_first) {
+        EVP_MD *md = EVP_MD_fetch(c->prov->libctx, c->mdname != NULL ? c->mdname : "SHA256", NULL);
+        unsigned int l = 0;
+        int ok = md != NULL && EVP_Digest(tbs, tbslen, dgst, &l, md, NULL) == 1;
+        EVP_MD_free(md);
+        if (!ok)
+            return 0;
+        tbs = dgst;
+        dlen = l;
+    }
+    int ok = mgp_ecdsa_sign_digest(c->key, tbs, dlen, sig, siglen, sigsize);
+    if (!ok)
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "ECDSA signature failed");
+    return ok;
+}
+
 static int run_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsize, const unsigned char *tbs,
                     size_t tbslen, bool digest_first)
 {
@@ -194,6 +216,8 @@ static int run_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsi
         *siglen = max_size(c);
         return 1;
     }
+    if (strcmp(c->alg, "ECDSA") == 0)
+        return ecdsa_sign(c, sig, siglen, sigsize, tbs, tbslen, digest_first);
     struct sign_args a = {c, sig, siglen, sigsize, tbs, tbslen, digest_first};
     return mgp_key_with_private(c->key, do_sign, &a);
 }
