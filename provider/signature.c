@@ -294,6 +294,14 @@ static int digest_update(void *vctx, const unsigned char *data, size_t datalen)
     return EVP_DigestUpdate(c->md, data, datalen) == 1;
 }
 
+/* The digest of everything streamed so far (of nothing, if nothing was). */
+static int finish_digest(sig_ctx *c, unsigned char dgst[EVP_MAX_MD_SIZE], unsigned int *dlen)
+{
+    if (c->md == NULL && !digest_update(c, NULL, 0))
+        return 0;
+    return EVP_DigestFinal_ex(c->md, dgst, dlen) == 1;
+}
+
 static int digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize)
 {
     sig_ctx *c = vctx;
@@ -301,11 +309,7 @@ static int digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen, siz
         return run_sign(c, NULL, siglen, sigsize, NULL, 0, false);
     unsigned char dgst[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
-    if (c->md == NULL && !digest_update(c, NULL, 0))
-        return 0;
-    if (EVP_DigestFinal_ex(c->md, dgst, &dlen) != 1)
-        return 0;
-    return run_sign(c, sig, siglen, sigsize, dgst, dlen, false);
+    return finish_digest(c, dgst, &dlen) && run_sign(c, sig, siglen, sigsize, dgst, dlen, false);
 }
 
 /* ---- verification: the public key only ---- */
@@ -337,11 +341,7 @@ static int digest_verify_final(void *vctx, const unsigned char *sig, size_t sigl
     sig_ctx *c = vctx;
     unsigned char dgst[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
-    if (c->md == NULL && !digest_update(c, NULL, 0))
-        return 0;
-    if (EVP_DigestFinal_ex(c->md, dgst, &dlen) != 1)
-        return 0;
-    return verify(c, sig, siglen, dgst, dlen);
+    return finish_digest(c, dgst, &dlen) && verify(c, sig, siglen, dgst, dlen);
 }
 
 /* ---- parameters: delegated to the default implementation's view of the public key ---- */

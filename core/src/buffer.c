@@ -181,7 +181,8 @@ bool mg_buffer_teardown_locked(mg_buffer *b, bool keep_mapping)
     b->is_mutable = false;
     if (keep_mapping) {
         /* A read(2) is writing here without the lock: fence it off, unmap later. */
-        (void)mg_os_protect(inner, l->inner_len, MG_PROT_NONE);
+        if (mg_os_protect(inner, l->inner_len, MG_PROT_NONE) != 0)
+            mg_os_write_stderr("memguard: cannot fence off a purged buffer that a read is filling\n");
         b->mapped_dead = true;
         return canary_ok;
     }
