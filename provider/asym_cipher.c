@@ -106,6 +106,9 @@ static int decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsiz
         *outlen = (size_t)EVP_PKEY_get_size(c->key->pub);
         return 1;
     }
+    int rc = mgp_rsa_decrypt(c->key, c->params, in, inlen, out, outlen, outsize);
+    if (rc != MGP_RSA_SLOW_PATH)
+        return rc;
     struct dec_args a = {c, out, outlen, outsize, in, inlen};
     return mgp_key_with_private(c->key, do_decrypt, &a);
 }

@@ -27,6 +27,7 @@ mgp_key *mgp_key_new(mgp_ctx *prov, const char *type)
         return NULL;
     atomic_init(&k->refs, 1);
     atomic_init(&k->ec_group, NULL);
+    atomic_init(&k->rsa, NULL);
     k->prov = prov;
     k->type = type;
     return k;
@@ -46,6 +47,7 @@ void mgp_key_free(mgp_key *k)
     EVP_PKEY_free(k->pub);
     mg_enclave_free(k->priv);
     EC_GROUP_free(atomic_load(&k->ec_group));
+    mgp_rsa_cache_free(atomic_load(&k->rsa));
     OPENSSL_free(k);
 }
 
@@ -174,16 +176,22 @@ static int next_param(const unsigned char **at, const unsigned char *end, OSSL_P
     return 1;
 }
 
-/* Runs inside mg_enclave_with: data is the unsealed blob in guarded scratch memory. */
-static int with_unsealed(const void *data, size_t n, void *varg)
+/* The unsealed blob as an OSSL_PARAM array pointing into it (params has MAX_PARAMS + 1 slots). */
+static void parse_params(const void *data, size_t n, OSSL_PARAM *params)
 {
-    struct with_args *a = varg;
-    OSSL_PARAM params[MAX_PARAMS + 1];
     const unsigned char *at = data, *end = at + n;
     size_t i = 0;
     while (i < MAX_PARAMS && next_param(&at, end, &params[i]))
         i++;
     params[i] = OSSL_PARAM_construct_end();
+}
+
+/* Runs inside mg_enclave_with: data is the unsealed blob in guarded scratch memory. */
+static int with_unsealed(const void *data, size_t n, void *varg)
+{
+    struct with_args *a = varg;
+    OSSL_PARAM params[MAX_PARAMS + 1];
+    parse_params(data, n, params);
     EVP_PKEY *full = NULL;
     EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(a->k->prov->libctx, a->k->type, "provider=default");
     int rc = 0;
@@ -204,6 +212,34 @@ int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg)
     }
     struct with_args a = {k, fn, arg};
     int rc = mg_enclave_with(k->priv, with_unsealed, &a);
+    if (rc < 0) {
+        MGP_ERR(k->prov, MGP_R_UNSEAL_FAILED, "%s", mg_strerror(rc));
+        return 0;
+    }
+    return rc;
+}
+
+struct params_args {
+    mgp_params_fn fn;
+    void *arg;
+};
+
+static int with_params(const void *data, size_t n, unsigned char *work, void *varg)
+{
+    struct params_args *a = varg;
+    OSSL_PARAM params[MAX_PARAMS + 1];
+    parse_params(data, n, params);
+    return a->fn(params, work, a->arg);
+}
+
+int mgp_key_with_params(const mgp_key *k, size_t work, mgp_params_fn fn, void *arg)
+{
+    if (k == NULL || k->priv == NULL) {
+        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+        return 0;
+    }
+    struct params_args a = {fn, arg};
+    int rc = mg_enclave_with_workspace(k->priv, work, with_params, &a);
     if (rc < 0) {
         MGP_ERR(k->prov, MGP_R_UNSEAL_FAILED, "%s", mg_strerror(rc));
         return 0;

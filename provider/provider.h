@@ -53,6 +53,7 @@ typedef struct mgp_key {
     EVP_PKEY *pub;     /* public part (and domain parameters), in prov->libctx; NULL if empty */
     mg_enclave *priv;  /* the private OSSL_PARAMs, serialized and sealed; NULL if public only */
     _Atomic(struct ec_group_st *) ec_group; /* EC keys: the public curve, built on first signature */
+    _Atomic(struct mgp_rsa_cache *) rsa;    /* RSA keys: public modulus state and blinding (rsa.c) */
 } mgp_key;
 
 mgp_key *mgp_key_new(mgp_ctx *prov, const char *type);
@@ -73,6 +74,27 @@ int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg);
  */
 typedef int (*mgp_param_fn)(const unsigned char *val, size_t len, unsigned char *work, void *arg);
 int mgp_key_with_param(const mgp_key *k, const char *name, size_t work, mgp_param_fn fn, void *arg);
+
+/*
+ * Run fn on all private parameters, unsealed in guarded scratch memory (data
+ * pointers into it, native byte order for integers), with `work` bytes of
+ * guarded workspace. fn's result is returned; a failure to unseal gives 0.
+ */
+typedef int (*mgp_params_fn)(const OSSL_PARAM *params, unsigned char *work, void *arg);
+int mgp_key_with_params(const mgp_key *k, size_t work, mgp_params_fn fn, void *arg);
+
+/*
+ * RSA private operations without rebuilding an EVP_PKEY (rsa.c): per-key
+ * blinding from public values only, private parts unsealed per operation.
+ * Return 1 done, 0 failed (error raised), MGP_RSA_SLOW_PATH when the request
+ * is outside what the fast path implements (the caller uses the EVP path).
+ */
+#define MGP_RSA_SLOW_PATH 2
+int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
+                 unsigned char *sig, size_t *siglen, size_t sigsize);
+int mgp_rsa_decrypt(mgp_key *k, const OSSL_PARAM *params, const unsigned char *in, size_t inlen, unsigned char *out,
+                    size_t *outlen, size_t outsize);
+void mgp_rsa_cache_free(struct mgp_rsa_cache *c);
 
 /* ECDSA over an already computed digest, unsealing only the scalar (ecdsa.c). */
 int mgp_ecdsa_sign_digest(mgp_key *k, const unsigned char *dgst, size_t dlen, unsigned char *sig, size_t *siglen,

@@ -207,6 +207,26 @@ static int ecdsa_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sig
     return ok;
 }
 
+/* RSA: hash here, then the fast path (rsa.c) unless it declines the parameters. */
+static int rsa_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsize, const unsigned char *tbs,
+                    size_t tbslen, bool digest_first)
+{
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    if (digest_first) {
+        if (c->mdname == NULL)
+            return MGP_RSA_SLOW_PATH;
+        EVP_MD *md = EVP_MD_fetch(c->prov->libctx, c->mdname, NULL);
+        unsigned int l = 0;
+        int ok = md != NULL && EVP_Digest(tbs, tbslen, dgst, &l, md, NULL) == 1;
+        EVP_MD_free(md);
+        if (!ok)
+            return MGP_RSA_SLOW_PATH;
+        tbs = dgst;
+        tbslen = l;
+    }
+    return mgp_rsa_sign(c->key, c->mdname, c->params, tbs, tbslen, sig, siglen, sigsize);
+}
+
 static int run_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsize, const unsigned char *tbs,
                     size_t tbslen, bool digest_first)
 {
@@ -218,6 +238,11 @@ static int run_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsi
     }
     if (strcmp(c->alg, "ECDSA") == 0)
         return ecdsa_sign(c, sig, siglen, sigsize, tbs, tbslen, digest_first);
+    if (strcmp(c->alg, "RSA") == 0) {
+        int rc = rsa_sign(c, sig, siglen, sigsize, tbs, tbslen, digest_first);
+        if (rc != MGP_RSA_SLOW_PATH)
+            return rc;
+    }
     struct sign_args a = {c, sig, siglen, sigsize, tbs, tbslen, digest_first};
     return mgp_key_with_private(c->key, do_sign, &a);
 }
