@@ -5,6 +5,7 @@
 # Usage: cli.sh <path to memguard.so>
 set -uo pipefail
 module=$1
+shipped_conf=$(cd "$(dirname "$0")/../../conf" && pwd)/memguard.cnf
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
@@ -34,6 +35,12 @@ mg() { OPENSSL_CONF=$work/mg.cnf openssl "$@"; }
 mg list -providers -verbose > providers.txt 2>&1
 check "provider listed with name and status" grep -q "name: memguard enclave key provider" providers.txt
 check "provider status active" grep -q "status: active" providers.txt
+# The shipped configuration, unchanged, loads it by name from the modules directory.
+OPENSSL_CONF=$shipped_conf OPENSSL_MODULES=$(dirname "$module") openssl list -providers > shipped.txt 2>&1
+check "conf/memguard.cnf activates memguard from OPENSSL_MODULES" grep -q "name: memguard enclave key provider" shipped.txt
+OPENSSL_CONF=$shipped_conf OPENSSL_MODULES=$(dirname "$module") openssl req -new -x509 -newkey ec \
+  -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout shipped.key -subj /CN=x -out shipped.crt 2>/dev/null
+check "conf/memguard.cnf keeps the system [req] settings usable" test -s shipped.crt
 
 genkey() { # name algorithm [options]
   local n=$1; shift
