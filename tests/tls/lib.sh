@@ -1,0 +1,117 @@
+# Shared by tests/tls/*.sh, scripts/demo.sh and bench/tls_bench.sh (sourced, not run):
+# loopback ports, a throwaway CA with certificates, and nginx started the way a distribution runs
+# it (master as root, workers as www-data with an 8 MiB RLIMIT_MEMLOCK) under a chosen openssl.cnf.
+
+# A free loopback TCP port (nothing answers on it).
+tls_free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# Wait until something listens on the port (10 s at most).
+tls_wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# plain openssl: no provider configuration at all.
+tls_plain() { OPENSSL_CONF=/dev/null openssl "$@"; }
+
+# tls_make_ca DIR: a CA (P-256) in DIR/ca.key, DIR/ca.crt.
+tls_make_ca() {
+  tls_plain req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/ca.key" \
+    -out "$1/ca.crt" -subj "/CN=memguard test CA" -days 2 2>/dev/null
+}
+
+# tls_make_key DIR NAME ALG [genpkey options]: DIR/NAME.key (PKCS#8 PEM) and DIR/NAME.crt for
+# localhost, issued by the CA. ALG as for genpkey (RSA, RSA-PSS, EC, ED25519, ED448).
+tls_make_key() {
+  local dir=$1 name=$2 alg=$3
+  shift 3
+  tls_plain genpkey -algorithm "$alg" "$@" -out "$dir/$name.key" 2>/dev/null &&
+    tls_plain req -new -key "$dir/$name.key" -subj "/CN=localhost" -out "$dir/$name.csr" 2>/dev/null &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > "$dir/$name.ext" &&
+    tls_plain x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
+}
+
+# tls_nginx_start DIR PORT KEY CRT OPENSSL_CONF [extra server directives]
+# Writes DIR/nginx.conf and starts nginx (master + 2 workers) in the foreground of a background
+# job, so the caller owns it; the master's pid is in DIR/nginx.pid. OPENSSL_MODULES is passed
+# through (the tests point it at the build tree). Returns once the port answers.
+tls_nginx_start() {
+  local dir=$1 port=$2 key=$3 crt=$4 conf=$5 extra=${6:-}
+  local user=""
+  [ "$(id -u)" = 0 ] && user="user www-data;"
+  mkdir -p "$dir/tmp" && chmod 755 "$dir" && chmod 777 "$dir/tmp"
+  cat > "$dir/nginx.conf" <<NGINX
+$user
+worker_processes 2;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log notice;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $crt;
+    ssl_certificate_key $key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers HIGH:kRSA:!aNULL;
+    $extra
+    location / { return 200 "hello from nginx over \$ssl_protocol, client \$ssl_client_verify\n"; }
+  }
+}
+NGINX
+  rm -f "$dir/nginx.pid"
+  # Workers run as www-data with the distribution default RLIMIT_MEMLOCK (8 MiB) and no CAP_IPC_LOCK.
+  (ulimit -l 8192 && OPENSSL_CONF=$conf exec nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log") \
+    > "$dir/nginx.out" 2>&1 &
+  tls_wait_port "$port" || { cat "$dir/nginx.out" "$dir/error.log" >&2 2>/dev/null; return 1; }
+  for _ in $(seq 50); do [ -s "$dir/nginx.pid" ] && break; sleep 0.1; done
+}
+
+# The master's pid, then its workers'.
+tls_nginx_pids() {
+  local master
+  master=$(cat "$1/nginx.pid")
+  echo "$master"
+  pgrep -P "$master" | sort -n
+}
+
+# Wait until the master has exactly N workers whose pids differ from the ones given.
+tls_nginx_wait_new_workers() {
+  local dir=$1 n=$2 old=" ${3:-} " pids count
+  for _ in $(seq 100); do
+    pids=$(pgrep -P "$(cat "$dir/nginx.pid")" || true)
+    count=0
+    for p in $pids; do [[ $old == *" $p "* ]] || count=$((count + 1)); done
+    [ "$count" -ge "$n" ] && [ "$(echo "$pids" | wc -w)" -eq "$n" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+tls_nginx_stop() {
+  local dir=$1 master
+  [ -s "$dir/nginx.pid" ] || return 0
+  master=$(cat "$dir/nginx.pid")
+  kill -QUIT "$master" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$master" 2>/dev/null
+  return 0
+}
