@@ -3,6 +3,7 @@
  * algorithm tables (complete from the first query: libssl may query before
  * any key is loaded, and caches what it sees).
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,14 +208,37 @@ static const OSSL_DISPATCH provider_functions[] = {
     {0, NULL},
 };
 
+/*
+ * The application reads the PEM file through stdio (BIO_new_file): glibc
+ * mallocs a 4 KiB buffer for the FILE and frees it at fclose without clearing
+ * it, so the key's base64 text stays in the heap - measured in nginx's master
+ * (docs/tls.md). That buffer never passes through the provider, but glibc can
+ * overwrite every freed chunk too large for its per-thread cache (> 1032
+ * bytes) with M_PERTURB, which is what this enables. An operator's own
+ * MALLOC_PERTURB_ is left alone. Returns a word for the debug trace.
+ */
+static const char *scrub_freed_heap(const char *setting)
+{
+    if (setting != NULL && strcmp(setting, "0") == 0)
+        return "off";
+    if (getenv("MALLOC_PERTURB_") != NULL)
+        return "left to MALLOC_PERTURB_";
+#ifdef M_PERTURB
+    return mallopt(M_PERTURB, 0xa5) == 1 ? "on" : "unavailable";
+#else
+    return "unavailable (not glibc)";
+#endif
+}
+
 /* Settings from the provider's section of openssl.cnf. */
 static int configure(mgp_ctx *ctx)
 {
-    char *rekey = NULL, *backend = NULL, *debug = NULL; /* owned by the core */
+    char *rekey = NULL, *backend = NULL, *debug = NULL, *scrub = NULL; /* owned by the core */
     OSSL_PARAM p[] = {
         OSSL_PARAM_utf8_ptr("memguard-rekey-interval-ms", &rekey, 0),
         OSSL_PARAM_utf8_ptr("memguard-backend", &backend, 0),
         OSSL_PARAM_utf8_ptr("memguard-debug", &debug, 0),
+        OSSL_PARAM_utf8_ptr("memguard-scrub-freed-heap", &scrub, 0),
         OSSL_PARAM_END,
     };
     if (c_get_params == NULL || !c_get_params(ctx->handle, p))
@@ -238,8 +262,13 @@ static int configure(mgp_ctx *ctx)
             return 0;
         }
     }
-    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms", mg_backend_name(mg_get_backend()),
-              rekey != NULL ? rekey : "500");
+    if (scrub != NULL && strcmp(scrub, "0") != 0 && strcmp(scrub, "1") != 0) {
+        fprintf(stderr, "memguard-provider: memguard-scrub-freed-heap = %s: use 1 or 0\n", scrub);
+        return 0;
+    }
+    const char *scrubbing = scrub_freed_heap(scrub);
+    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms, freed heap scrubbing %s",
+              mg_backend_name(mg_get_backend()), rekey != NULL ? rekey : "500", scrubbing);
     return 1;
 }
 
