@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   cmake make gcc clang libclang-rt-14-dev pkgconf
   libssl-dev openssl libsodium-dev libcunit1-dev valgrind
+  nginx-light stunnel4 curl procps   # the real servers and clients of tests/tls and the demo
 )
 
 missing=()
@@ -26,5 +27,11 @@ fi
 
 echo "memguard: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx start their service on install; the tests start their own on loopback.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
