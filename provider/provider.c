@@ -157,6 +157,7 @@ static const OSSL_ALGORITHM *query_operation(void *provctx, int operation_id, in
     case OSSL_OP_ASYM_CIPHER: return asym_cipher;
     case OSSL_OP_KEYEXCH: return exchange;
     case OSSL_OP_DECODER: return decoder;
+    case OSSL_OP_CIPHER: return mgp_cipher_algorithms(); /* cipher.c: AES only with AES-NI */
     default: return NULL;
     }
 }

@@ -109,6 +109,8 @@ extern const OSSL_DISPATCH mgp_rsa_keymgmt[], mgp_rsapss_keymgmt[], mgp_ec_keymg
 extern const OSSL_DISPATCH mgp_rsa_signature[], mgp_ecdsa_signature[], mgp_ed25519_signature[],
     mgp_ed448_signature[];
 extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
+/* Symmetric ciphers (cipher.c): the table for OSSL_OP_CIPHER, chosen by the CPU. */
+const OSSL_ALGORITHM *mgp_cipher_algorithms(void);
 extern const OSSL_DISPATCH mgp_ecdh_exchange[], mgp_x25519_exchange[], mgp_x448_exchange[];
 extern const OSSL_DISPATCH mgp_rsa_der_pki_decoder[], mgp_rsapss_der_pki_decoder[], mgp_ec_der_pki_decoder[],
     mgp_ed25519_der_pki_decoder[], mgp_ed448_der_pki_decoder[], mgp_x25519_der_pki_decoder[],

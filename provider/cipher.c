@@ -1,0 +1,822 @@
+/*
+ * CIPHER: AES-128/256-GCM, AES-256-CTR, AES-256-CBC and ChaCha20-Poly1305
+ * under the standard names with property "provider=memguard". An application
+ * opts in with EVP_CIPHER_fetch(libctx, name, "provider=memguard"); an
+ * unqualified fetch (libssl's record layer among them) keeps resolving to the
+ * default provider, which conf/memguard.cnf activates first (docs/symmetric.md).
+ *
+ * Where the key lives: the caller's key bytes are read once, straight into a
+ * per-context guarded buffer (mlocked, MADV_DONTDUMP, guard pages) holding the
+ * expanded key - AES round keys and GCM's hash key H with its powers, or the
+ * ChaCha20 key - which is frozen read-only except while a new key is written.
+ * Per-message secrets (GHASH/Poly1305 accumulators, the GCM tag mask E_K(J0),
+ * partial keystream blocks) sit in a second, read-write guarded buffer. The
+ * context itself (heap) holds only public values: IV, counters, lengths, tag.
+ * Why not unseal per call: see docs/symmetric.md, "Ciphers" (measured).
+ */
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+
+#include "cipher.h"
+#include "provider.h"
+
+enum kind { GCM, CTR, CBC, CHACHA };
+
+typedef struct alg {
+    const char *name;
+    enum kind kind;
+    size_t keylen, ivlen, blocksize;
+    unsigned mode; /* EVP_CIPH_*_MODE */
+} alg;
+
+static const alg aes128gcm = {"AES-128-GCM", GCM, 16, 12, 1, EVP_CIPH_GCM_MODE};
+static const alg aes256gcm = {"AES-256-GCM", GCM, 32, 12, 1, EVP_CIPH_GCM_MODE};
+static const alg aes256ctr = {"AES-256-CTR", CTR, 32, 16, 1, EVP_CIPH_CTR_MODE};
+static const alg aes256cbc = {"AES-256-CBC", CBC, 32, 16, 16, EVP_CIPH_CBC_MODE};
+static const alg chacha20poly1305 = {"ChaCha20-Poly1305", CHACHA, 32, 12, 1, 0};
+
+#define GCM_IV_MAX 128                                   /* as the default provider */
+#define GCM_MAX_MSG ((((uint64_t)1 << 32) - 2) * 16)     /* SP 800-38D: 2^39 - 256 bits */
+#define TAG_MAX 16
+
+typedef struct cipher_ctx {
+    mgp_ctx *prov;
+    const alg *alg;
+    mg_buffer *keys;  /* mgp_cipher_keys, frozen */
+    mg_buffer *state; /* mgp_cipher_state, read-write */
+    int enc, key_set, iv_set, started, data, finished, pad, tag_ready;
+    unsigned char iv[GCM_IV_MAX];
+    size_t ivlen;
+    unsigned char ctr[16];      /* GCM/CTR counter block, CBC chaining value */
+    unsigned char buf[16];      /* CBC: pending block; GCM: partial AAD block */
+    size_t buflen;
+    uint64_t aadlen, msglen;
+    unsigned char tag[TAG_MAX]; /* encrypt: computed at final; decrypt: expected, set by the caller */
+    size_t taglen;
+} cipher_ctx;
+
+/* Sizes rounded to 64: a guarded buffer's data ends on a page, so this keeps it 64-byte aligned. */
+#define GUARDED_SIZE(t) ((sizeof(t) + 63) & ~(size_t)63)
+
+static mgp_cipher_keys *keys_of(const cipher_ctx *c)
+{
+    return mg_buffer_data(c->keys);
+}
+
+static mgp_cipher_state *state_of(const cipher_ctx *c)
+{
+    return mg_buffer_data(c->state);
+}
+
+static void *cipher_new(void *provctx, const alg *a)
+{
+    cipher_ctx *c = OPENSSL_zalloc(sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->prov = provctx;
+    c->alg = a;
+    c->ivlen = a->ivlen;
+    c->taglen = TAG_MAX;
+    c->pad = 1;
+    return c;
+}
+
+static void cipher_free(void *vctx)
+{
+    cipher_ctx *c = vctx;
+    if (c == NULL)
+        return;
+    mg_buffer_destroy(c->keys); /* wipes before unmapping */
+    mg_buffer_destroy(c->state);
+    OPENSSL_clear_free(c, sizeof *c); /* a pending CBC block is application plaintext */
+}
+
+static int ensure_buffers(cipher_ctx *c)
+{
+    if (c->keys == NULL && (c->keys = mg_buffer_new(GUARDED_SIZE(mgp_cipher_keys))) == NULL)
+        goto fail;
+    if (c->state == NULL && (c->state = mg_buffer_new(GUARDED_SIZE(mgp_cipher_state))) == NULL)
+        goto fail;
+    return 1;
+fail:
+    MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: no guarded memory for the key schedule: %s", c->alg->name,
+            mg_last_error_message());
+    return 0;
+}
+
+static void *cipher_dup(void *vctx)
+{
+    cipher_ctx *c = vctx;
+    cipher_ctx *d = OPENSSL_malloc(sizeof *d);
+    if (d == NULL)
+        return NULL;
+    *d = *c;
+    d->keys = d->state = NULL;
+    if (c->keys == NULL)
+        return d;
+    if (!ensure_buffers(d) || mg_buffer_melt(d->keys) != MG_OK ||
+        mg_buffer_copy(d->keys, keys_of(c), GUARDED_SIZE(mgp_cipher_keys)) != MG_OK ||
+        mg_buffer_freeze(d->keys) != MG_OK ||
+        mg_buffer_copy(d->state, state_of(c), GUARDED_SIZE(mgp_cipher_state)) != MG_OK) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: cannot duplicate the context: %s", c->alg->name,
+                mg_last_error_message());
+        cipher_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Expand a new key into the frozen buffer: melted only for the duration of the write. */
+static int set_key(cipher_ctx *c, const unsigned char *key, size_t keylen)
+{
+    if (keylen != c->alg->keylen) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: key length %zu, expected %zu", c->alg->name, keylen,
+                c->alg->keylen);
+        return 0;
+    }
+    if (!ensure_buffers(c))
+        return 0;
+    if (mg_buffer_melt(c->keys) != MG_OK) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: %s", c->alg->name, mg_last_error_message());
+        return 0;
+    }
+    mg_buffer_wipe(c->keys);
+    mgp_cipher_keys *k = keys_of(c);
+    if (c->alg->kind == CHACHA)
+        memcpy(k->chacha, key, 32);
+    else
+        mgp_aes_set_key(k, key, keylen, c->alg->kind == CBC, c->alg->kind == GCM);
+    if (mg_buffer_freeze(c->keys) != MG_OK) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: %s", c->alg->name, mg_last_error_message());
+        return 0;
+    }
+    c->key_set = 1;
+    return 1;
+}
+
+static void be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[7 - i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A new message under the current key and IV. */
+static int start_message(cipher_ctx *c)
+{
+    c->aadlen = c->msglen = 0;
+    c->buflen = 0;
+    c->data = c->finished = 0;
+    if (c->enc)
+        c->tag_ready = 0;
+    c->started = c->key_set && c->iv_set;
+    if (!c->started)
+        return 1;
+    const mgp_cipher_keys *k = keys_of(c);
+    mgp_cipher_state *s = state_of(c);
+    if (k == NULL || s == NULL) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
+        c->started = 0;
+        return 0;
+    }
+    mg_wipe(s, sizeof *s);
+    switch (c->alg->kind) {
+    case GCM:
+        if (c->ivlen == 12) { /* J0 = IV || 0^31 || 1 */
+            memcpy(c->ctr, c->iv, 12);
+            memset(c->ctr + 12, 0, 3);
+            c->ctr[15] = 1;
+        } else { /* J0 = GHASH(IV || 0-pad || 0^64 || [len(IV)]_64) */
+            size_t full = c->ivlen / 16, rest = c->ivlen % 16;
+            unsigned char last[16] = {0};
+            mgp_ghash(k, s->xi, c->iv, full);
+            if (rest != 0) {
+                memcpy(last, c->iv + 16 * full, rest);
+                mgp_ghash(k, s->xi, last, 1);
+                memset(last, 0, sizeof last);
+            }
+            be64(last + 8, (uint64_t)c->ivlen * 8);
+            mgp_ghash(k, s->xi, last, 1);
+            for (int i = 0; i < 16; i++)
+                c->ctr[i] = s->xi[15 - i];
+            mg_wipe(s->xi, sizeof s->xi);
+        }
+        mgp_aes_encrypt_block(k, c->ctr, s->ekj0);
+        /* inc32(J0): the first counter block for data */
+        for (int i = 15; i >= 12 && ++c->ctr[i] == 0; i--)
+            ;
+        break;
+    case CTR:
+    case CBC: memcpy(c->ctr, c->iv, 16); break;
+    case CHACHA: mgp_chacha_start(k, s, c->iv); break;
+    }
+    return 1;
+}
+
+static int set_ctx_params(void *vctx, const OSSL_PARAM params[]);
+
+static int cipher_init(void *vctx, const unsigned char *key, size_t keylen, const unsigned char *iv, size_t ivlen,
+                       const OSSL_PARAM params[], int enc)
+{
+    cipher_ctx *c = vctx;
+    c->enc = enc;
+    if (!set_ctx_params(c, params))
+        return 0;
+    if (key != NULL && !set_key(c, key, keylen))
+        return 0;
+    if (iv != NULL) {
+        int ok = c->alg->kind == GCM ? ivlen >= 1 && ivlen <= GCM_IV_MAX : ivlen == c->alg->ivlen;
+        if (!ok) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: IV length %zu not supported", c->alg->name, ivlen);
+            return 0;
+        }
+        memcpy(c->iv, iv, ivlen);
+        c->ivlen = ivlen;
+        c->iv_set = 1;
+    }
+    return start_message(c);
+}
+
+static int cipher_einit(void *vctx, const unsigned char *key, size_t keylen, const unsigned char *iv, size_t ivlen,
+                        const OSSL_PARAM params[])
+{
+    return cipher_init(vctx, key, keylen, iv, ivlen, params, 1);
+}
+
+static int cipher_dinit(void *vctx, const unsigned char *key, size_t keylen, const unsigned char *iv, size_t ivlen,
+                        const OSSL_PARAM params[])
+{
+    return cipher_init(vctx, key, keylen, iv, ivlen, params, 0);
+}
+
+/* ---- GCM ---- */
+
+/* Close the AAD: GHASH its last partial block, zero-padded. */
+static void gcm_end_aad(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s)
+{
+    if (c->data)
+        return;
+    if (c->buflen != 0) {
+        memset(c->buf + c->buflen, 0, 16 - c->buflen);
+        mgp_ghash(k, s->xi, c->buf, 1);
+        c->buflen = 0;
+    }
+    c->data = 1;
+}
+
+static void gcm_aad(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, const unsigned char *in,
+                    size_t inl)
+{
+    c->aadlen += inl;
+    if (c->buflen != 0) {
+        size_t n = inl < 16 - c->buflen ? inl : 16 - c->buflen;
+        memcpy(c->buf + c->buflen, in, n);
+        c->buflen += n, in += n, inl -= n;
+        if (c->buflen < 16)
+            return;
+        mgp_ghash(k, s->xi, c->buf, 1);
+        c->buflen = 0;
+    }
+    mgp_ghash(k, s->xi, in, inl / 16);
+    memcpy(c->buf, in + inl - inl % 16, inl % 16);
+    c->buflen = inl % 16;
+}
+
+/* Bytes at message offset pos inside a block: keystream in s->ks, ciphertext gathered in s->cbuf. */
+static size_t gcm_partial(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, const unsigned char *in,
+                          unsigned char *out, size_t inl)
+{
+    size_t pos = c->msglen % 16, n = inl < 16 - pos ? inl : 16 - pos;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ci = c->enc ? in[i] ^ s->ks[pos + i] : in[i];
+        out[i] = in[i] ^ s->ks[pos + i];
+        s->cbuf[pos + i] = ci;
+    }
+    c->msglen += n;
+    if (pos + n == 16)
+        mgp_ghash(k, s->xi, s->cbuf, 1);
+    return n;
+}
+
+static void gcm_data(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, const unsigned char *in,
+                     unsigned char *out, size_t inl)
+{
+    static const unsigned char zero[16];
+    gcm_end_aad(c, k, s);
+    if (c->msglen % 16 != 0) {
+        size_t n = gcm_partial(c, k, s, in, out, inl);
+        in += n, out += n, inl -= n;
+    }
+    size_t nb = inl / 16;
+    if (nb > 0) {
+        (c->enc ? mgp_gcm_encrypt : mgp_gcm_decrypt)(k, c->ctr, s->xi, in, out, nb);
+        c->msglen += 16 * nb, in += 16 * nb, out += 16 * nb, inl -= 16 * nb;
+    }
+    if (inl > 0) {
+        mgp_aes_ctr(k, c->ctr, 1, zero, s->ks, 1);
+        gcm_partial(c, k, s, in, out, inl);
+    }
+}
+
+static void gcm_tag(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, unsigned char tag[16])
+{
+    gcm_end_aad(c, k, s);
+    size_t pos = c->msglen % 16;
+    if (pos != 0) {
+        memset(s->cbuf + pos, 0, 16 - pos);
+        mgp_ghash(k, s->xi, s->cbuf, 1);
+    }
+    unsigned char lens[16];
+    be64(lens, c->aadlen * 8);
+    be64(lens + 8, c->msglen * 8);
+    mgp_ghash(k, s->xi, lens, 1);
+    mgp_gcm_tag(s->xi, s->ekj0, tag);
+}
+
+/* ---- CTR ---- */
+
+static void ctr_data(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, const unsigned char *in,
+                     unsigned char *out, size_t inl)
+{
+    static const unsigned char zero[16];
+    size_t pos = c->msglen % 16;
+    if (pos != 0) {
+        size_t n = inl < 16 - pos ? inl : 16 - pos;
+        for (size_t i = 0; i < n; i++)
+            out[i] = in[i] ^ s->ks[pos + i];
+        c->msglen += n, in += n, out += n, inl -= n;
+    }
+    size_t nb = inl / 16;
+    mgp_aes_ctr(k, c->ctr, 0, in, out, nb);
+    c->msglen += 16 * nb, in += 16 * nb, out += 16 * nb, inl -= 16 * nb;
+    if (inl > 0) {
+        mgp_aes_ctr(k, c->ctr, 0, zero, s->ks, 1);
+        for (size_t i = 0; i < inl; i++)
+            out[i] = in[i] ^ s->ks[i];
+        c->msglen += inl;
+    }
+}
+
+/* ---- CBC ---- */
+
+static void cbc_blocks(cipher_ctx *c, const mgp_cipher_keys *k, const unsigned char *in, unsigned char *out,
+                       size_t nb)
+{
+    (c->enc ? mgp_aes_cbc_encrypt : mgp_aes_cbc_decrypt)(k, c->ctr, in, out, nb);
+}
+
+static int cbc_update(cipher_ctx *c, const mgp_cipher_keys *k, unsigned char *out, size_t *outl, size_t outsize,
+                      const unsigned char *in, size_t inl)
+{
+    size_t total = c->buflen + inl;
+    /* Decrypting with padding holds the last block back for final(). */
+    size_t emit = total - total % 16;
+    if (!c->enc && c->pad && emit == total && emit > 0)
+        emit -= 16;
+    if (emit > outsize) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: output buffer too small", c->alg->name);
+        return 0;
+    }
+    *outl = emit;
+    if (emit == 0) {
+        memcpy(c->buf + c->buflen, in, inl);
+        c->buflen += inl;
+        return 1;
+    }
+    if (c->buflen != 0) {
+        size_t n = 16 - c->buflen;
+        memcpy(c->buf + c->buflen, in, n);
+        cbc_blocks(c, k, c->buf, out, 1);
+        in += n, inl -= n, out += 16, emit -= 16;
+        c->buflen = 0;
+    }
+    cbc_blocks(c, k, in, out, emit / 16);
+    memcpy(c->buf, in + emit, inl - emit);
+    c->buflen = inl - emit;
+    return 1;
+}
+
+static int cbc_final(cipher_ctx *c, const mgp_cipher_keys *k, mgp_cipher_state *s, unsigned char *out, size_t *outl,
+                     size_t outsize)
+{
+    *outl = 0;
+    if (!c->pad) {
+        if (c->buflen != 0) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: data not a multiple of the block length (padding off)",
+                    c->alg->name);
+            return 0;
+        }
+        return 1;
+    }
+    if (c->enc) {
+        if (outsize < 16) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: output buffer too small", c->alg->name);
+            return 0;
+        }
+        unsigned char p = (unsigned char)(16 - c->buflen);
+        memset(c->buf + c->buflen, p, p);
+        cbc_blocks(c, k, c->buf, out, 1);
+        *outl = 16;
+        return 1;
+    }
+    if (c->buflen != 16) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: wrong final block length", c->alg->name);
+        return 0;
+    }
+    cbc_blocks(c, k, c->buf, s->ks, 1);
+    /* PKCS#7 check without branching on the padding bytes. */
+    unsigned p = s->ks[15], bad = (unsigned)(p == 0) | (unsigned)(p > 16);
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned in_pad = (unsigned)(i >= 16 - p);
+        bad |= in_pad & (unsigned)(s->ks[i] != p);
+    }
+    if (bad || 16 - p > outsize) {
+        mg_wipe(s->ks, 16);
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: bad decrypt", c->alg->name);
+        return 0;
+    }
+    memcpy(out, s->ks, 16 - p);
+    mg_wipe(s->ks, 16);
+    *outl = 16 - p;
+    return 1;
+}
+
+/* ---- update / final ---- */
+
+static int ready(cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
+{
+    if (!c->started) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: no key or IV set", c->alg->name);
+        return 0;
+    }
+    if (c->finished) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the message is finished; initialise again with a new IV",
+                c->alg->name);
+        return 0;
+    }
+    *k = keys_of(c);
+    *s = state_of(c);
+    if (*k == NULL || *s == NULL) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
+        return 0;
+    }
+    return 1;
+}
+
+static int cipher_update(void *vctx, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
+                         size_t inl)
+{
+    cipher_ctx *c = vctx;
+    const mgp_cipher_keys *k;
+    mgp_cipher_state *s;
+    *outl = 0;
+    if (!ready(c, &k, &s))
+        return 0;
+    if (inl == 0)
+        return 1;
+    if (c->alg->kind == CBC)
+        return cbc_update(c, k, out, outl, outsize, in, inl);
+    if (out == NULL) { /* AAD, only for the AEADs and only before the message */
+        if ((c->alg->kind != GCM && c->alg->kind != CHACHA) || c->data) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: AAD %s", c->alg->name,
+                    c->data ? "after message data" : "is only for AEAD ciphers");
+            return 0;
+        }
+        if (c->alg->kind == GCM) {
+            gcm_aad(c, k, s, in, inl);
+        } else {
+            mgp_chacha_mac(s, in, inl);
+            c->aadlen += inl;
+        }
+        *outl = inl;
+        return 1;
+    }
+    if (outsize < inl) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: output buffer too small", c->alg->name);
+        return 0;
+    }
+    uint64_t max = c->alg->kind == GCM ? GCM_MAX_MSG : c->alg->kind == CHACHA ? MGP_CHACHA_MAX_MSG : UINT64_MAX;
+    if (inl > max - c->msglen) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: message too long for one IV", c->alg->name);
+        return 0;
+    }
+    switch (c->alg->kind) {
+    case GCM: gcm_data(c, k, s, in, out, inl); break;
+    case CTR: ctr_data(c, k, s, in, out, inl); break;
+    case CHACHA:
+        if (!c->data) {
+            mgp_chacha_mac_pad(s, c->aadlen);
+            c->data = 1;
+        }
+        mgp_chacha_crypt(k, s, c->iv, c->msglen, c->enc, in, out, inl);
+        c->msglen += inl;
+        break;
+    case CBC: break;
+    }
+    *outl = inl;
+    return 1;
+}
+
+static int cipher_final(void *vctx, unsigned char *out, size_t *outl, size_t outsize)
+{
+    cipher_ctx *c = vctx;
+    const mgp_cipher_keys *k;
+    mgp_cipher_state *s;
+    *outl = 0;
+    if (!ready(c, &k, &s))
+        return 0;
+    int ok = 1;
+    switch (c->alg->kind) {
+    case CBC: ok = cbc_final(c, k, s, out, outl, outsize); break;
+    case CTR: break;
+    case GCM:
+    case CHACHA: {
+        /* The computed tag stays in guarded memory until it is released (encrypt) or compared (decrypt). */
+        unsigned char *tag = s->ks;
+        if (c->alg->kind == GCM) {
+            gcm_tag(c, k, s, tag);
+        } else {
+            if (!c->data)
+                mgp_chacha_mac_pad(s, c->aadlen);
+            mgp_chacha_tag(s, c->aadlen, c->msglen, tag);
+        }
+        if (c->enc) {
+            memcpy(c->tag, tag, TAG_MAX);
+            c->tag_ready = 1;
+        } else if (!c->tag_ready) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: no tag set before final (EVP_CTRL_AEAD_SET_TAG)",
+                    c->alg->name);
+            ok = 0;
+        } else if (CRYPTO_memcmp(tag, c->tag, c->taglen) != 0) {
+            MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: authentication tag mismatch", c->alg->name);
+            ok = 0;
+        }
+        break;
+    }
+    }
+    mg_wipe(s, sizeof *s); /* accumulators, tag mask, keystream: nothing of this message is kept */
+    c->finished = 1;
+    return ok;
+}
+
+/* EVP_Cipher(): in == NULL finishes the message, out == NULL feeds AAD. */
+static int cipher_oneshot(void *vctx, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
+                          size_t inl)
+{
+    if (in == NULL)
+        return cipher_final(vctx, out, outl, outsize);
+    return cipher_update(vctx, out, outl, outsize, in, inl);
+}
+
+/* ---- parameters ---- */
+
+static int is_aead(const alg *a)
+{
+    return a->kind == GCM || a->kind == CHACHA;
+}
+
+static int tag_length_ok(const alg *a, size_t n)
+{
+    if (a->kind == CHACHA)
+        return n == 16;
+    return n == 4 || n == 8 || (n >= 12 && n <= 16); /* SP 800-38D, 5.2.1.2 */
+}
+
+static int get_params_for(const alg *a, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_MODE)) != NULL && !OSSL_PARAM_set_uint(p, a->mode))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_KEYLEN)) != NULL && !OSSL_PARAM_set_size_t(p, a->keylen))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_IVLEN)) != NULL && !OSSL_PARAM_set_size_t(p, a->ivlen))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_BLOCK_SIZE)) != NULL &&
+        !OSSL_PARAM_set_size_t(p, a->blocksize))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD)) != NULL && !OSSL_PARAM_set_int(p, is_aead(a)))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_CUSTOM_IV)) != NULL && !OSSL_PARAM_set_int(p, is_aead(a)))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_CTS)) != NULL && !OSSL_PARAM_set_int(p, 0))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_TLS1_MULTIBLOCK)) != NULL && !OSSL_PARAM_set_int(p, 0))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_HAS_RAND_KEY)) != NULL && !OSSL_PARAM_set_int(p, 0))
+        return 0;
+    return 1;
+}
+
+static const OSSL_PARAM info_params[] = {
+    OSSL_PARAM_uint(OSSL_CIPHER_PARAM_MODE, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_IVLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_BLOCK_SIZE, NULL),
+    OSSL_PARAM_int(OSSL_CIPHER_PARAM_AEAD, NULL),
+    OSSL_PARAM_int(OSSL_CIPHER_PARAM_CUSTOM_IV, NULL),
+    OSSL_PARAM_int(OSSL_CIPHER_PARAM_CTS, NULL),
+    OSSL_PARAM_int(OSSL_CIPHER_PARAM_TLS1_MULTIBLOCK, NULL),
+    OSSL_PARAM_int(OSSL_CIPHER_PARAM_HAS_RAND_KEY, NULL),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM *gettable_params(void *provctx)
+{
+    (void)provctx;
+    return info_params;
+}
+
+static const OSSL_PARAM aead_gettable[] = {
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_IVLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_AEAD_TAGLEN, NULL),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_IV, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_UPDATED_IV, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM block_gettable[] = {
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_IVLEN, NULL),
+    OSSL_PARAM_uint(OSSL_CIPHER_PARAM_PADDING, NULL),
+    OSSL_PARAM_uint(OSSL_CIPHER_PARAM_NUM, NULL),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_IV, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_UPDATED_IV, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM aead_settable[] = {
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, NULL),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, NULL, 0),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM block_settable[] = {
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
+    OSSL_PARAM_uint(OSSL_CIPHER_PARAM_PADDING, NULL),
+    OSSL_PARAM_END,
+};
+
+static int get_ctx_params(void *vctx, OSSL_PARAM params[])
+{
+    cipher_ctx *c = vctx;
+    OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_KEYLEN)) != NULL && !OSSL_PARAM_set_size_t(p, c->alg->keylen))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_IVLEN)) != NULL && !OSSL_PARAM_set_size_t(p, c->ivlen))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_PADDING)) != NULL &&
+        !OSSL_PARAM_set_uint(p, (unsigned)c->pad))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_NUM)) != NULL &&
+        !OSSL_PARAM_set_uint(p, (unsigned)(c->msglen % 16)))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_IV)) != NULL &&
+        !OSSL_PARAM_set_octet_string(p, c->iv, c->ivlen))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_UPDATED_IV)) != NULL) {
+        /* CBC's chaining value / CTR's counter; the AEADs report their IV as the default provider does. */
+        const unsigned char *v = is_aead(c->alg) || !c->started ? c->iv : c->ctr;
+        if (!OSSL_PARAM_set_octet_string(p, v, c->ivlen))
+            return 0;
+    }
+    if (is_aead(c->alg)) {
+        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAGLEN)) != NULL &&
+            !OSSL_PARAM_set_size_t(p, c->taglen))
+            return 0;
+        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAG)) != NULL) {
+            if (!c->enc || !c->tag_ready) {
+                MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the tag exists only after an encryption's final",
+                        c->alg->name);
+                return 0;
+            }
+            if (p->data_size == 0 || p->data_size > c->taglen) {
+                MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag length %zu, at most %zu", c->alg->name,
+                        p->data_size, c->taglen);
+                return 0;
+            }
+            if (!OSSL_PARAM_set_octet_string(p, c->tag, p->data_size))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    cipher_ctx *c = vctx;
+    const OSSL_PARAM *p;
+    if (params == NULL)
+        return 1;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_KEYLEN)) != NULL) {
+        size_t n;
+        if (!OSSL_PARAM_get_size_t(p, &n) || n != c->alg->keylen) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the key length is fixed at %zu", c->alg->name, c->alg->keylen);
+            return 0;
+        }
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_PADDING)) != NULL) {
+        unsigned pad;
+        if (!OSSL_PARAM_get_uint(p, &pad))
+            return 0;
+        c->pad = pad != 0; /* EVP_CIPHER_CTX_set_padding: meaningful for CBC, accepted by all */
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_IVLEN)) != NULL) {
+        size_t n;
+        int ok = OSSL_PARAM_get_size_t(p, &n) && is_aead(c->alg) &&
+                 (c->alg->kind == GCM ? n >= 1 && n <= GCM_IV_MAX : n == c->alg->ivlen);
+        if (!ok) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: IV length not supported", c->alg->name);
+            return 0;
+        }
+        if (n != c->ivlen) {
+            c->ivlen = n;
+            c->iv_set = c->started = 0; /* an IV of the new length must follow */
+        }
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TAG)) != NULL) {
+        if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || !tag_length_ok(c->alg, p->data_size) ||
+            (p->data != NULL && c->enc)) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag of %zu bytes not accepted here", c->alg->name,
+                    p->data_size);
+            return 0;
+        }
+        c->taglen = p->data_size;
+        if (p->data != NULL) {
+            memcpy(c->tag, p->data, p->data_size);
+            c->tag_ready = 1;
+        }
+    }
+    if (OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD) != NULL ||
+        OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED) != NULL ||
+        OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV) != NULL) {
+        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "%s: TLS record mode is not offered (libssl keeps its own record keys)",
+                c->alg->name);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- dispatch ---- */
+
+#define CIPHER_TABLE(id, a)                                                                         \
+    static void *id##_new(void *provctx) { return cipher_new(provctx, &(a)); }                      \
+    static int id##_get_params(OSSL_PARAM params[]) { return get_params_for(&(a), params); }        \
+    static const OSSL_PARAM *id##_gettable_ctx(void *vctx, void *provctx)                           \
+    {                                                                                               \
+        (void)vctx, (void)provctx;                                                                  \
+        return is_aead(&(a)) ? aead_gettable : block_gettable;                                      \
+    }                                                                                               \
+    static const OSSL_PARAM *id##_settable_ctx(void *vctx, void *provctx)                           \
+    {                                                                                               \
+        (void)vctx, (void)provctx;                                                                  \
+        return is_aead(&(a)) ? aead_settable : block_settable;                                      \
+    }                                                                                               \
+    static const OSSL_DISPATCH id##_functions[] = {                                                 \
+        {OSSL_FUNC_CIPHER_NEWCTX, (void (*)(void))id##_new},                                        \
+        {OSSL_FUNC_CIPHER_ENCRYPT_INIT, (void (*)(void))cipher_einit},                              \
+        {OSSL_FUNC_CIPHER_DECRYPT_INIT, (void (*)(void))cipher_dinit},                              \
+        {OSSL_FUNC_CIPHER_UPDATE, (void (*)(void))cipher_update},                                   \
+        {OSSL_FUNC_CIPHER_FINAL, (void (*)(void))cipher_final},                                     \
+        {OSSL_FUNC_CIPHER_CIPHER, (void (*)(void))cipher_oneshot},                                  \
+        {OSSL_FUNC_CIPHER_FREECTX, (void (*)(void))cipher_free},                                    \
+        {OSSL_FUNC_CIPHER_DUPCTX, (void (*)(void))cipher_dup},                                      \
+        {OSSL_FUNC_CIPHER_GET_PARAMS, (void (*)(void))id##_get_params},                             \
+        {OSSL_FUNC_CIPHER_GETTABLE_PARAMS, (void (*)(void))gettable_params},                        \
+        {OSSL_FUNC_CIPHER_GET_CTX_PARAMS, (void (*)(void))get_ctx_params},                          \
+        {OSSL_FUNC_CIPHER_SET_CTX_PARAMS, (void (*)(void))set_ctx_params},                          \
+        {OSSL_FUNC_CIPHER_GETTABLE_CTX_PARAMS, (void (*)(void))id##_gettable_ctx},                \
+        {OSSL_FUNC_CIPHER_SETTABLE_CTX_PARAMS, (void (*)(void))id##_settable_ctx},                \
+        {0, NULL},                                                                                  \
+    };
+
+CIPHER_TABLE(aes128gcm, aes128gcm)
+CIPHER_TABLE(aes256gcm, aes256gcm)
+CIPHER_TABLE(aes256ctr, aes256ctr)
+CIPHER_TABLE(aes256cbc, aes256cbc)
+CIPHER_TABLE(chacha20poly1305, chacha20poly1305)
+
+/* Names as the default provider spells them, so "AES-256-GCM" or the OID fetch either one. */
+static const OSSL_ALGORITHM with_aes[] = {
+    {"AES-128-GCM:id-aes128-GCM:2.16.840.1.101.3.4.1.6", MGP_PROPS, aes128gcm_functions, NULL},
+    {"AES-256-GCM:id-aes256-GCM:2.16.840.1.101.3.4.1.46", MGP_PROPS, aes256gcm_functions, NULL},
+    {"AES-256-CTR", MGP_PROPS, aes256ctr_functions, NULL},
+    {"AES-256-CBC:AES256:2.16.840.1.101.3.4.1.42", MGP_PROPS, aes256cbc_functions, NULL},
+    {"ChaCha20-Poly1305", MGP_PROPS, chacha20poly1305_functions, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+/* Without AES-NI and PCLMULQDQ the AES ciphers do not exist here: a fetch fails cleanly. */
+static const OSSL_ALGORITHM without_aes[] = {
+    {"ChaCha20-Poly1305", MGP_PROPS, chacha20poly1305_functions, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const OSSL_ALGORITHM *mgp_cipher_algorithms(void)
+{
+    return mgp_aes_available() ? with_aes : without_aes;
+}

@@ -1,0 +1,11 @@
+# Symmetric ciphers through memguard (issue 6): included from tests/provider/CMakeLists.txt.
+# Like the other provider tests, not under the sanitizers (the system libcrypto loads the module).
+if(NOT MG_SANITIZE)
+  find_package(Threads REQUIRED)
+  add_executable(test_cipher test_cipher.c)
+  target_link_libraries(test_cipher PRIVATE memguard_static mgt_harness OpenSSL::Crypto Threads::Threads)
+  add_dependencies(test_cipher memguard_provider)
+  add_test(NAME provider.cipher COMMAND test_cipher)
+  set_tests_properties(provider.cipher PROPERTIES LABELS "provider" TIMEOUT 300
+                       ENVIRONMENT "OPENSSL_CONF=${CMAKE_CURRENT_BINARY_DIR}/memguard-test.cnf")
+endif()
