@@ -14,6 +14,7 @@
  * context itself (heap) holds only public values: IV, counters, lengths, tag.
  * Why not unseal per call: see docs/symmetric.md, "Ciphers" (measured).
  */
+#include <stddef.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -47,6 +48,7 @@ typedef struct cipher_ctx {
     const alg *alg;
     mg_buffer *keys;  /* mgp_cipher_keys, frozen */
     mg_buffer *state; /* mgp_cipher_state, read-write */
+    mgp_cipher_keys *kp; /* keys' data: only dereferenced after mg_buffer_data(state) said "alive" */
     int enc, key_set, iv_set, started, data, finished, pad, tag_ready;
     unsigned char iv[GCM_IV_MAX];
     size_t ivlen;
@@ -69,6 +71,28 @@ static mgp_cipher_keys *keys_of(const cipher_ctx *c)
 static mgp_cipher_state *state_of(const cipher_ctx *c)
 {
     return mg_buffer_data(c->state);
+}
+
+/*
+ * Both buffers for one call. A purge (mg_purge: safe exit, crash) destroys
+ * them together, so one locked liveness check - on the state buffer - covers
+ * both; a second lock per call costs ~10% of a 64-byte record.
+ */
+static int buffers(const cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
+{
+    *s = state_of(c);
+    *k = c->kp;
+    if (*s == NULL) {
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
+        return 0;
+    }
+    return 1;
+}
+
+/* Per-message secrets; the 256-byte Poly1305 state only matters to ChaCha20-Poly1305. */
+static void wipe_state(const cipher_ctx *c, mgp_cipher_state *s)
+{
+    mg_wipe(s, c->alg->kind == CHACHA ? sizeof *s : offsetof(mgp_cipher_state, poly));
 }
 
 static void *cipher_new(void *provctx, const alg *a)
@@ -100,7 +124,8 @@ static int ensure_buffers(cipher_ctx *c)
         goto fail;
     if (c->state == NULL && (c->state = mg_buffer_new(GUARDED_SIZE(mgp_cipher_state))) == NULL)
         goto fail;
-    return 1;
+    c->kp = keys_of(c);
+    return c->kp != NULL;
 fail:
     MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: no guarded memory for the key schedule: %s", c->alg->name,
             mg_last_error_message());
@@ -115,6 +140,7 @@ static void *cipher_dup(void *vctx)
         return NULL;
     *d = *c;
     d->keys = d->state = NULL;
+    d->kp = NULL;
     if (c->keys == NULL)
         return d;
     if (!ensure_buffers(d) || mg_buffer_melt(d->keys) != MG_OK ||
@@ -174,14 +200,13 @@ static int start_message(cipher_ctx *c)
     c->started = c->key_set && c->iv_set;
     if (!c->started)
         return 1;
-    const mgp_cipher_keys *k = keys_of(c);
-    mgp_cipher_state *s = state_of(c);
-    if (k == NULL || s == NULL) {
-        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
+    const mgp_cipher_keys *k;
+    mgp_cipher_state *s;
+    if (!buffers(c, &k, &s)) {
         c->started = 0;
         return 0;
     }
-    mg_wipe(s, sizeof *s);
+    wipe_state(c, s);
     switch (c->alg->kind) {
     case GCM:
         if (c->ivlen == 12) { /* J0 = IV || 0^31 || 1 */
@@ -456,13 +481,7 @@ static int ready(cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
                 c->alg->name);
         return 0;
     }
-    *k = keys_of(c);
-    *s = state_of(c);
-    if (*k == NULL || *s == NULL) {
-        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
-        return 0;
-    }
-    return 1;
+    return buffers(c, k, s);
 }
 
 static int cipher_update(void *vctx, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
@@ -556,7 +575,7 @@ static int cipher_final(void *vctx, unsigned char *out, size_t *outl, size_t out
         break;
     }
     }
-    mg_wipe(s, sizeof *s); /* accumulators, tag mask, keystream: nothing of this message is kept */
+    wipe_state(c, s); /* accumulators, tag mask, keystream: nothing of this message is kept */
     c->finished = 1;
     return ok;
 }

@@ -321,7 +321,12 @@ TARGET void mgp_gcm_encrypt(const mgp_cipher_keys *k, unsigned char ctr[16], uns
 {
     counter t = counter_load(ctr, 1);
     __m128i y = _mm_load_si128((const __m128i *)xi);
+    const unsigned char *pending = NULL; /* the previous batch's ciphertext, not yet hashed */
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128) {
+        /* Software-pipelined: GHASH of batch i-1 is independent of batch i's AES rounds, so the
+           two overlap in the core (as in decryption), instead of GHASH waiting for its own batch. */
+        if (pending != NULL)
+            y = ghash_n(k, y, pending, 8);
         __m128i b0 = counter_block(&t, 0), b1 = counter_block(&t, 1), b2 = counter_block(&t, 2),
                 b3 = counter_block(&t, 3), b4 = counter_block(&t, 4), b5 = counter_block(&t, 5),
                 b6 = counter_block(&t, 6), b7 = counter_block(&t, 7);
@@ -335,9 +340,10 @@ TARGET void mgp_gcm_encrypt(const mgp_cipher_keys *k, unsigned char ctr[16], uns
         STOREU(out + 80, _mm_xor_si128(b5, LOADU(in + 80)));
         STOREU(out + 96, _mm_xor_si128(b6, LOADU(in + 96)));
         STOREU(out + 112, _mm_xor_si128(b7, LOADU(in + 112)));
-        /* Independent of the next batch's AES rounds: the out-of-order core overlaps the two. */
-        y = ghash_n(k, y, out, 8);
+        pending = out;
     }
+    if (pending != NULL)
+        y = ghash_n(k, y, pending, 8);
     if (nblocks > 0) {
         ctr_blocks(k, &t, in, out, nblocks);
         y = ghash_n(k, y, out, (unsigned)nblocks);
