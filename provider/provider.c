@@ -107,6 +107,7 @@ static const OSSL_ALGORITHM keymgmt[] = {
     ALG("ED448:1.3.101.113", mgp_ed448_keymgmt),
     ALG("X25519:1.3.101.110", mgp_x25519_keymgmt),
     ALG("X448:1.3.101.111", mgp_x448_keymgmt),
+    ALG("HMAC", mgp_hmac_keymgmt),
     {NULL, NULL, NULL, NULL},
 };
 
@@ -115,6 +116,19 @@ static const OSSL_ALGORITHM signature[] = {
     ALG("ECDSA", mgp_ecdsa_signature),
     ALG("ED25519:1.3.101.112", mgp_ed25519_signature),
     ALG("ED448:1.3.101.113", mgp_ed448_signature),
+    ALG("HMAC", mgp_hmac_signature),
+    {NULL, NULL, NULL, NULL},
+};
+
+/* Only for callers that ask for "provider=memguard": unqualified fetches get default (docs/symmetric.md). */
+static const OSSL_ALGORITHM mac[] = {
+    ALG("HMAC", mgp_hmac_mac),
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM kdf[] = {
+    ALG("HKDF", mgp_hkdf_kdf),
+    ALG("PBKDF2:1.2.840.113549.1.5.12", mgp_pbkdf2_kdf),
     {NULL, NULL, NULL, NULL},
 };
 
@@ -157,6 +171,8 @@ static const OSSL_ALGORITHM *query_operation(void *provctx, int operation_id, in
     case OSSL_OP_ASYM_CIPHER: return asym_cipher;
     case OSSL_OP_KEYEXCH: return exchange;
     case OSSL_OP_DECODER: return decoder;
+    case OSSL_OP_MAC: return mac;
+    case OSSL_OP_KDF: return kdf;
     case OSSL_OP_CIPHER: return mgp_cipher_algorithms(); /* cipher.c: AES only with AES-NI */
     default: return NULL;
     }

@@ -109,6 +109,8 @@ extern const OSSL_DISPATCH mgp_rsa_keymgmt[], mgp_rsapss_keymgmt[], mgp_ec_keymg
 extern const OSSL_DISPATCH mgp_rsa_signature[], mgp_ecdsa_signature[], mgp_ed25519_signature[],
     mgp_ed448_signature[];
 extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
+/* HMAC keys, EVP_MAC and KDFs (mac_key.c, mac.c, kdf.c; state in guarded memory, hmac.c). */
+extern const OSSL_DISPATCH mgp_hmac_keymgmt[], mgp_hmac_signature[], mgp_hmac_mac[], mgp_hkdf_kdf[], mgp_pbkdf2_kdf[];
 /* Symmetric ciphers (cipher.c): the table for OSSL_OP_CIPHER, chosen by the CPU. */
 const OSSL_ALGORITHM *mgp_cipher_algorithms(void);
 extern const OSSL_DISPATCH mgp_ecdh_exchange[], mgp_x25519_exchange[], mgp_x448_exchange[];

@@ -1,0 +1,13 @@
+# HMAC keys, EVP_MAC and KDFs through memguard (issue 6): included from tests/provider/CMakeLists.txt.
+# Like the other provider tests, not under the sanitizers (the system libcrypto loads the module).
+if(NOT MG_SANITIZE)
+  find_package(Threads REQUIRED)
+  add_executable(test_mac test_mac.c)
+  target_link_libraries(test_mac PRIVATE memguard_static mgt_harness OpenSSL::Crypto Threads::Threads)
+  add_dependencies(test_mac memguard_provider)
+  # The routing test writes its own configurations (both provider orders) around this module.
+  target_compile_definitions(test_mac PRIVATE MGT_PROVIDER_MODULE="$<TARGET_FILE:memguard_provider>")
+  add_test(NAME provider.mac COMMAND test_mac)
+  set_tests_properties(provider.mac PROPERTIES LABELS "provider" TIMEOUT 300
+                       ENVIRONMENT "OPENSSL_CONF=${CMAKE_CURRENT_BINARY_DIR}/memguard-test.cnf")
+endif()
