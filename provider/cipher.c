@@ -491,6 +491,14 @@ static int cipher_update(void *vctx, unsigned char *out, size_t *outl, size_t ou
     const mgp_cipher_keys *k;
     mgp_cipher_state *s;
     *outl = 0;
+    /* A short GCM AAD (TLS's 13 bytes) is only buffered: no guarded state is touched yet. */
+    if (out == NULL && c->alg->kind == GCM && c->started && !c->finished && !c->data && c->buflen + inl < 16) {
+        memcpy(c->buf + c->buflen, in, inl);
+        c->buflen += inl;
+        c->aadlen += inl;
+        *outl = inl;
+        return 1;
+    }
     if (!ready(c, &k, &s))
         return 0;
     if (inl == 0)

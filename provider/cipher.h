@@ -25,6 +25,7 @@ typedef struct mgp_cipher_keys {
     unsigned char rk[MGP_AES_MAX_ROUNDS + 1][16] __attribute__((aligned(16))); /* encryption round keys */
     unsigned char dk[MGP_AES_MAX_ROUNDS + 1][16] __attribute__((aligned(16))); /* decryption (CBC only) */
     unsigned char h[MGP_GHASH_POWERS][16] __attribute__((aligned(16)));        /* H^(i+1), byte-reflected */
+    unsigned char hk[MGP_GHASH_POWERS][16] __attribute__((aligned(16)));       /* hi^lo halves, for Karatsuba */
     unsigned char chacha[32];                                                  /* ChaCha20-Poly1305 key */
     unsigned rounds;
 } mgp_cipher_keys;

@@ -30,6 +30,7 @@ int mgp_aes_available(void)
 #define RK(k, r) _mm_load_si128((const __m128i *)(k)->rk[r])
 #define DK(k, r) _mm_load_si128((const __m128i *)(k)->dk[r])
 #define HP(k, i) _mm_load_si128((const __m128i *)(k)->h[i])
+#define HK(k, i) _mm_load_si128((const __m128i *)(k)->hk[i])
 
 /* ---- key schedule ---- */
 
@@ -125,6 +126,8 @@ TARGET void mgp_aes_set_key(mgp_cipher_keys *k, const unsigned char *key, size_t
         _mm_store_si128((__m128i *)k->h[0], BSWAP(HP(k, 0)));
         for (int i = 1; i < MGP_GHASH_POWERS; i++)
             _mm_store_si128((__m128i *)k->h[i], gf_mul(HP(k, i - 1), HP(k, 0)));
+        for (int i = 0; i < MGP_GHASH_POWERS; i++)
+            _mm_store_si128((__m128i *)k->hk[i], _mm_xor_si128(HP(k, i), _mm_shuffle_epi32(HP(k, i), 0x4e)));
     }
 }
 
@@ -217,13 +220,28 @@ TARGET static void ctr_blocks(const mgp_cipher_keys *k, counter *t, const unsign
         STOREU(out + 96, _mm_xor_si128(b6, LOADU(in + 96)));
         STOREU(out + 112, _mm_xor_si128(b7, LOADU(in + 112)));
     }
-    for (; n > 0; n--, in += 16, out += 16) {
-        __m128i x = _mm_xor_si128(counter_block(t, 0), RK(k, 0));
-        counter_advance(t, 1);
-        for (unsigned r = 1; r < k->rounds; r++)
-            x = _mm_aesenc_si128(x, RK(k, r));
-        x = _mm_aesenclast_si128(x, RK(k, k->rounds));
-        STOREU(out, _mm_xor_si128(x, LOADU(in)));
+    if (n > 0) {
+        /* The last 1-7 blocks side by side too: one at a time would wait on each block's 14-round
+           latency (a 64-byte TLS record is exactly this case). Unused blocks are simply dropped. */
+        __m128i b0 = counter_block(t, 0), b1 = counter_block(t, 1), b2 = counter_block(t, 2),
+                b3 = counter_block(t, 3), b4 = counter_block(t, 4), b5 = counter_block(t, 5),
+                b6 = counter_block(t, 6), b7 = counter_block(t, 7);
+        counter_advance(t, n);
+        ENC8(k);
+        STOREU(out, _mm_xor_si128(b0, LOADU(in)));
+        if (n > 1)
+            STOREU(out + 16, _mm_xor_si128(b1, LOADU(in + 16)));
+        if (n > 2)
+            STOREU(out + 32, _mm_xor_si128(b2, LOADU(in + 32)));
+        if (n > 3)
+            STOREU(out + 48, _mm_xor_si128(b3, LOADU(in + 48)));
+        if (n > 4)
+            STOREU(out + 64, _mm_xor_si128(b4, LOADU(in + 64)));
+        if (n > 5)
+            STOREU(out + 80, _mm_xor_si128(b5, LOADU(in + 80)));
+        if (n > 6)
+            STOREU(out + 96, _mm_xor_si128(b6, LOADU(in + 96)));
+        (void)b7;
     }
 }
 
@@ -288,16 +306,26 @@ TARGET void mgp_aes_cbc_decrypt(const mgp_cipher_keys *k, unsigned char iv[16], 
 
 /* ---- GHASH and GCM ---- */
 
+/* Karatsuba: three carry-less multiplications per block; the middle term is fixed up once. */
+#define KARATSUBA_ACC(x, i, lo, mid, hi)                                                                    \
+    do {                                                                                                   \
+        (lo) = _mm_xor_si128((lo), _mm_clmulepi64_si128((x), HP(k, i), 0x00));                             \
+        (hi) = _mm_xor_si128((hi), _mm_clmulepi64_si128((x), HP(k, i), 0x11));                             \
+        (mid) = _mm_xor_si128((mid), _mm_clmulepi64_si128(_mm_xor_si128((x), _mm_shuffle_epi32((x), 0x4e)), \
+                                                          HK(k, i), 0x00));                                 \
+    } while (0)
+
 /* y = (y ^ X1)·H^n ^ X2·H^(n-1) ^ ... ^ Xn·H, one reduction for up to eight blocks. */
 TARGET static inline __m128i ghash_n(const mgp_cipher_keys *k, __m128i y, const unsigned char *in, unsigned n)
 {
     __m128i lo = _mm_setzero_si128(), mid = lo, hi = lo;
     __m128i x = _mm_xor_si128(BSWAP(LOADU(in)), y);
-    CLMUL_ACC(x, HP(k, n - 1), lo, mid, hi);
+    KARATSUBA_ACC(x, n - 1, lo, mid, hi);
     for (unsigned j = 1; j < n; j++) {
         x = BSWAP(LOADU(in + 16 * j));
-        CLMUL_ACC(x, HP(k, n - 1 - j), lo, mid, hi);
+        KARATSUBA_ACC(x, n - 1 - j, lo, mid, hi);
     }
+    mid = _mm_xor_si128(mid, _mm_xor_si128(lo, hi));
     return gf_reduce(lo, mid, hi);
 }
 
@@ -321,29 +349,23 @@ TARGET void mgp_gcm_encrypt(const mgp_cipher_keys *k, unsigned char ctr[16], uns
 {
     counter t = counter_load(ctr, 1);
     __m128i y = _mm_load_si128((const __m128i *)xi);
-    const unsigned char *pending = NULL; /* the previous batch's ciphertext, not yet hashed */
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128) {
-        /* Software-pipelined: GHASH of batch i-1 is independent of batch i's AES rounds, so the
-           two overlap in the core (as in decryption), instead of GHASH waiting for its own batch. */
-        if (pending != NULL)
-            y = ghash_n(k, y, pending, 8);
         __m128i b0 = counter_block(&t, 0), b1 = counter_block(&t, 1), b2 = counter_block(&t, 2),
                 b3 = counter_block(&t, 3), b4 = counter_block(&t, 4), b5 = counter_block(&t, 5),
                 b6 = counter_block(&t, 6), b7 = counter_block(&t, 7);
         counter_advance(&t, 8);
         ENC8(k);
-        STOREU(out, _mm_xor_si128(b0, LOADU(in)));
-        STOREU(out + 16, _mm_xor_si128(b1, LOADU(in + 16)));
-        STOREU(out + 32, _mm_xor_si128(b2, LOADU(in + 32)));
-        STOREU(out + 48, _mm_xor_si128(b3, LOADU(in + 48)));
-        STOREU(out + 64, _mm_xor_si128(b4, LOADU(in + 64)));
-        STOREU(out + 80, _mm_xor_si128(b5, LOADU(in + 80)));
-        STOREU(out + 96, _mm_xor_si128(b6, LOADU(in + 96)));
-        STOREU(out + 112, _mm_xor_si128(b7, LOADU(in + 112)));
-        pending = out;
+        b0 = _mm_xor_si128(b0, LOADU(in)), b1 = _mm_xor_si128(b1, LOADU(in + 16));
+        b2 = _mm_xor_si128(b2, LOADU(in + 32)), b3 = _mm_xor_si128(b3, LOADU(in + 48));
+        b4 = _mm_xor_si128(b4, LOADU(in + 64)), b5 = _mm_xor_si128(b5, LOADU(in + 80));
+        b6 = _mm_xor_si128(b6, LOADU(in + 96)), b7 = _mm_xor_si128(b7, LOADU(in + 112));
+        STOREU(out, b0), STOREU(out + 16, b1), STOREU(out + 32, b2), STOREU(out + 48, b3);
+        STOREU(out + 64, b4), STOREU(out + 80, b5), STOREU(out + 96, b6), STOREU(out + 112, b7);
+        /* GHASH re-reads the ciphertext from out: hashing from the eight registers instead is a
+           little faster but makes the compiler spill partial products X·H^i - from which H^i can be
+           divided out - to the ordinary stack. */
+        y = ghash_n(k, y, out, 8);
     }
-    if (pending != NULL)
-        y = ghash_n(k, y, pending, 8);
     if (nblocks > 0) {
         ctr_blocks(k, &t, in, out, nblocks);
         y = ghash_n(k, y, out, (unsigned)nblocks);

@@ -491,7 +491,7 @@ static void test_bad_input_fails_cleanly(void)
     CU_ASSERT(EVP_EncryptFinal_ex(x, buf + outl, &outl) == 0);
     CU_ASSERT(memguard_error_queued());
     unsigned char ct[32];
-    int n1, n2;
+    int n1 = 0, n2 = 0;
     CU_ASSERT_FATAL(EVP_EncryptInit_ex2(x, cbc, key, iv, NULL) == 1);
     EVP_CIPHER_CTX_set_padding(x, 1); /* EVP keeps the no-padding flag across re-initialisation */
     CU_ASSERT(EVP_EncryptUpdate(x, ct, &n1, buf, 20) == 1 && EVP_EncryptFinal_ex(x, ct + n1, &n2) == 1);
