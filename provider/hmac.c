@@ -251,7 +251,7 @@ mg_enclave *mgp_seal_copy(const void *src, size_t len)
 {
     if (len == 0 || len > MGP_MAX_SECRET)
         return NULL;
-    if (len <= SLOT_SIZE) {
+    if (len <= sizeof(struct state)) { /* slot_give wipes exactly this much */
         struct slab *s;
         struct state *st = slot_take(&s);
         if (st == NULL)

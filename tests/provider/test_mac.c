@@ -361,7 +361,7 @@ static EVP_MAC_CTX *mac_ctx(const char *propq, const char *md, const unsigned ch
 static void test_dupctx_mid_stream_continues_independently(void)
 {
     unsigned char key[40], msg[3000], a[64], b[64], ref[64];
-    size_t al, bl, rl;
+    size_t al = 0, bl = 0, rl = 0;
     RAND_bytes(key, sizeof key);
     RAND_bytes(msg, sizeof msg);
     EVP_MAC_CTX *c = mac_ctx(MG, "SHA256", key, sizeof key);
@@ -417,7 +417,7 @@ static void *work(void *arg)
 {
     struct worker *w = arg;
     unsigned char key[48], msg[4096], a[64], b[64];
-    size_t al, bl;
+    size_t al = 0, bl = 0;
     RAND_bytes(key, sizeof key);
     EVP_MAC_CTX *own = mac_ctx(MG, "SHA512", key, sizeof key);
     if (own == NULL)
