@@ -110,39 +110,36 @@ static int decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *
     mg_buffer *der = read_element(c->prov->core_libctx, cin, &len);
     if (der == NULL)
         return 1;
-    const unsigned char *p = mg_buffer_data(der);
-    EVP_PKEY *full = NULL;
-    if (c->type_specific) {
-        int id = strcmp(c->type, "RSA") == 0 ? EVP_PKEY_RSA : EVP_PKEY_EC;
-        full = d2i_PrivateKey_ex(id, NULL, &p, (long)len, c->prov->libctx, "provider=default");
-    } else {
-        PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
-        if (p8 != NULL)
-            full = EVP_PKCS82PKEY_ex(p8, c->prov->libctx, "provider=default");
-        PKCS8_PRIV_KEY_INFO_free(p8);
-    }
+    EVP_PKEY *full = mgp_der_to_pkey(c->prov, c->type, c->type_specific, mg_buffer_data(der), len);
     mg_buffer_destroy(der); /* wipes the DER */
-    if (full == NULL || !EVP_PKEY_is_a(full, c->type)) {
+    int rc = 1; /* not ours: let the next decoder try */
+    if (full != NULL && EVP_PKEY_is_a(full, c->type))
+        rc = mgp_hand_over(c->prov, c->type, full, data_cb, data_cbarg);
+    else
         EVP_PKEY_free(full);
-        return 1; /* not ours: let the next decoder try */
-    }
-    mgp_key *k = mgp_key_new(c->prov, c->type);
+    mg_scrub(MGP_SCRUB_STACK); /* registers and callees' stack frames held the key */
+    return rc;
+}
+
+int mgp_hand_over(mgp_ctx *prov, const char *type, EVP_PKEY *full, OSSL_CALLBACK *data_cb, void *data_cbarg)
+{
+    mgp_key *k = mgp_key_new(prov, type);
     int ok = k != NULL && mgp_key_set_from_pkey(k, full);
     EVP_PKEY_free(full);
     if (!ok) {
         mgp_key_free(k);
         return 1;
     }
-    mgp_debug(c->prov, "sealed a %s private key", c->type);
+    mgp_debug(prov, "sealed a %s private key", type);
     int objtype = OSSL_OBJECT_PKEY;
     OSSL_PARAM params[] = {
         OSSL_PARAM_int(OSSL_OBJECT_PARAM_TYPE, &objtype),
-        OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)(uintptr_t)c->type, strlen(c->type)),
+        OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)(uintptr_t)type, strlen(type)),
         OSSL_PARAM_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &k, sizeof k),
         OSSL_PARAM_END,
     };
     int rc = data_cb(params, data_cbarg);
-    mgp_debug(c->prov, "handed the %s key to OpenSSL: %s", c->type, rc ? "accepted" : "refused");
+    mgp_debug(prov, "handed the %s key to OpenSSL: %s", type, rc ? "accepted" : "refused");
     mgp_key_free(k); /* NULL if the keymgmt's load took it */
     return rc;
 }

@@ -28,10 +28,10 @@ static const struct label {
     const char *structure;
     const char *type; /* NULL: any */
 } labels[] = {
-    {"PRIVATE KEY", "PrivateKeyInfo", NULL},
+    {"PRIVATE KEY", MGP_STRUCT_PKI, NULL},
     {"ENCRYPTED PRIVATE KEY", "EncryptedPrivateKeyInfo", NULL},
-    {"RSA PRIVATE KEY", "type-specific", "RSA"},
-    {"EC PRIVATE KEY", "type-specific", "EC"},
+    {"RSA PRIVATE KEY", MGP_STRUCT_TS, "RSA"},
+    {"EC PRIVATE KEY", MGP_STRUCT_TS, "EC"},
 };
 
 static void *pem_newctx(void *provctx)
@@ -131,6 +131,7 @@ static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBA
                           &b64_end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
         b64_end != (const char *)mg_buffer_data(body) + used || der_len == 0)
         goto out;
+    mgp_debug(prov, "decoded a \"%s\" PEM block in guarded memory", lab->pem);
     OSSL_PARAM params[4];
     size_t i = 0;
     if (lab->type != NULL)
@@ -139,13 +140,14 @@ static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBA
         OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE, (char *)(uintptr_t)lab->structure, 0);
     params[i++] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, mg_buffer_data(der), der_len);
     params[i] = OSSL_PARAM_construct_end();
-    mgp_debug(prov, "decoded a \"%s\" PEM block in guarded memory", lab->pem);
     rc = data_cb(params, data_cbarg);
 out:
     BIO_free(in);
     mg_buffer_destroy(line_buf); /* every buffer is wiped on destroy */
     mg_buffer_destroy(body);
     mg_buffer_destroy(der);
+    /* The key passed through registers and callees' stack frames (including the dynamic linker's). */
+    mg_scrub(MGP_SCRUB_STACK);
     return rc;
 }
 

@@ -51,17 +51,6 @@ void mgp_key_free(mgp_key *k)
     OPENSSL_free(k);
 }
 
-/* OSSL_PARAM_free does not clear: wipe every value first (they may be private). */
-static void params_clear_free(OSSL_PARAM *params)
-{
-    if (params == NULL)
-        return;
-    for (OSSL_PARAM *p = params; p->key != NULL; p++)
-        if (p->data != NULL)
-            OPENSSL_cleanse(p->data, p->data_size);
-    OSSL_PARAM_free(params);
-}
-
 static size_t serialized_size(const OSSL_PARAM *params, size_t *count)
 {
     size_t n = 0;
@@ -105,13 +94,30 @@ static mg_enclave *seal_params(const OSSL_PARAM *params)
     return mg_buffer_seal(b); /* destroys (wipes) b */
 }
 
+/*
+ * Export callback: seal the private parameters straight from the exporting
+ * provider's own array, then clear that array. OpenSSL 3.0's OSSL_PARAM_free
+ * clears only BIGNUMs it built in secure memory; octet strings (Ed/X private
+ * keys) would stay in the freed heap block - measured with mg-keyscan (Ed448).
+ */
+static int seal_export(const OSSL_PARAM params[], void *arg)
+{
+    mg_enclave **sealed = arg;
+    *sealed = seal_params(params);
+    for (const OSSL_PARAM *p = params; p->key != NULL; p++)
+        if (p->data != NULL)
+            OPENSSL_cleanse(p->data, p->data_size); /* the exporter frees it right after we return */
+    return *sealed != NULL;
+}
+
 int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
 {
-    OSSL_PARAM *priv = NULL, *pub = NULL;
+    OSSL_PARAM *pub = NULL;
     EVP_PKEY *pubkey = NULL;
     EVP_PKEY_CTX *pctx = NULL;
+    mg_enclave *sealed = NULL;
     int ok = 0;
-    if (EVP_PKEY_todata(full, EVP_PKEY_KEYPAIR, &priv) != 1 || EVP_PKEY_todata(full, EVP_PKEY_PUBLIC_KEY, &pub) != 1) {
+    if (EVP_PKEY_todata(full, EVP_PKEY_PUBLIC_KEY, &pub) != 1) {
         MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot read the key's parameters");
         goto out;
     }
@@ -121,19 +127,19 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
         MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot build the public key");
         goto out;
     }
-    mg_enclave *sealed = seal_params(priv);
-    if (sealed == NULL) {
-        MGP_ERR(k->prov, MGP_R_SEAL_FAILED, "%s", mg_last_error_message());
+    if (EVP_PKEY_export(full, EVP_PKEY_KEYPAIR, seal_export, &sealed) != 1 || sealed == NULL) {
+        MGP_ERR(k->prov, MGP_R_SEAL_FAILED, "%s", sealed == NULL ? mg_last_error_message() : "export failed");
         goto out;
     }
     mg_enclave_free(k->priv);
     EVP_PKEY_free(k->pub);
     k->priv = sealed;
+    sealed = NULL;
     k->pub = pubkey;
     pubkey = NULL;
     ok = 1;
 out:
-    params_clear_free(priv);
+    mg_enclave_free(sealed);
     OSSL_PARAM_free(pub);
     EVP_PKEY_free(pubkey);
     EVP_PKEY_CTX_free(pctx);

@@ -156,6 +156,16 @@ static const OSSL_ALGORITHM decoder[] = {
     DEC("X448:1.3.101.111", "PrivateKeyInfo", mgp_x448_der_pki_decoder),
     DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", "type-specific", mgp_rsa_der_ts_decoder),
     DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", "type-specific", mgp_ec_der_ts_decoder),
+    /* The same, for DER from our own PEM decoder (named so that only these take it). */
+    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", MGP_STRUCT_PKI, mgp_rsa_der_pki_decoder),
+    DEC("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", MGP_STRUCT_PKI, mgp_rsapss_der_pki_decoder),
+    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", MGP_STRUCT_PKI, mgp_ec_der_pki_decoder),
+    DEC("ED25519:1.3.101.112", MGP_STRUCT_PKI, mgp_ed25519_der_pki_decoder),
+    DEC("ED448:1.3.101.113", MGP_STRUCT_PKI, mgp_ed448_der_pki_decoder),
+    DEC("X25519:1.3.101.110", MGP_STRUCT_PKI, mgp_x25519_der_pki_decoder),
+    DEC("X448:1.3.101.111", MGP_STRUCT_PKI, mgp_x448_der_pki_decoder),
+    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", MGP_STRUCT_TS, mgp_rsa_der_ts_decoder),
+    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", MGP_STRUCT_TS, mgp_ec_der_ts_decoder),
     /* Private-key PEM only, base64 decoded in guarded memory (decoder_pem.c). */
     {"DER", MGP_PROPS ",input=pem", mgp_pem_to_der_decoder, NULL},
     {NULL, NULL, NULL, NULL},

@@ -21,6 +21,18 @@
 #define MGP_NAME "memguard enclave key provider"
 #define MGP_PROPS "provider=memguard"
 
+/*
+ * Structure names our PEM decoder gives the DER it decodes, so that only our
+ * DER decoders take it: OpenSSL's decoder loop skips decoders declared for
+ * another structure, and the default provider's would copy the key's DER into
+ * heap buffers freed without clearing (decoder_pem.c).
+ */
+/* Stack below a decoder's frame cleared after a key passed through (mg_scrub). */
+#define MGP_SCRUB_STACK (32 * 1024)
+
+#define MGP_STRUCT_PKI "memguard-PrivateKeyInfo"
+#define MGP_STRUCT_TS "memguard-type-specific"
+
 typedef struct mgp_ctx {
     const OSSL_CORE_HANDLE *handle;
     OSSL_LIB_CTX *core_libctx; /* bound to the core: for reading OSSL_CORE_BIOs */
@@ -99,6 +111,23 @@ void mgp_rsa_cache_free(struct mgp_rsa_cache *c);
 /* ECDSA over an already computed digest, unsealing only the scalar (ecdsa.c). */
 int mgp_ecdsa_sign_digest(mgp_key *k, const unsigned char *dgst, size_t dlen, unsigned char *sig, size_t *siglen,
                           size_t sigsize);
+
+/*
+ * A private key's DER (PKCS#8 PrivateKeyInfo, or RSAPrivateKey / ECPrivateKey
+ * when type_specific) of the given type, parsed without OpenSSL's decoders and
+ * built in prov->libctx (der.c). NULL if it is not such a key.
+ */
+EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, const unsigned char *der, size_t len);
+
+/* The key type named by a PKCS#8 PrivateKeyInfo's algorithm OID, or NULL (der.c). */
+const char *mgp_der_pkcs8_type(const unsigned char *der, size_t len);
+
+/*
+ * Seal full (consumed) into a memguard key and hand it to OpenSSL's decoder
+ * loop through data_cb as an object reference (decoder.c). 1 without calling
+ * data_cb if it cannot be sealed ("not mine").
+ */
+int mgp_hand_over(mgp_ctx *prov, const char *type, EVP_PKEY *full, OSSL_CALLBACK *data_cb, void *data_cbarg);
 
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);

@@ -56,3 +56,64 @@ void mg_move(void *dst, void *src, size_t n)
     mg_copy(dst, src, n);
     mg_wipe(src, n);
 }
+
+#define SCRUB_MAX (64 * 1024)
+
+/* Zero n bytes of stack below this frame; noinline so that they are below the caller's. */
+__attribute__((noinline)) static void scrub_stack(size_t n)
+{
+    unsigned char area[SCRUB_MAX];
+    explicit_bzero(area + SCRUB_MAX - n, n); /* the part nearest the caller first */
+    __asm__ __volatile__("" : : "r"(area) : "memory");
+}
+
+#if defined(__x86_64__)
+/*
+ * Vector registers are caller-saved and hold whatever memcpy or a cipher last
+ * put there; the dynamic linker's lazy binding (xsave) and signal delivery
+ * copy them to the stack. vzeroall clears ymm0-15; AVX-512 registers 16-31
+ * (which glibc's evex memcpy uses) are cleared one by one.
+ */
+__attribute__((target("avx"))) static void clear_avx(void)
+{
+    __asm__ __volatile__("vzeroall" ::: "memory");
+}
+
+__attribute__((target("avx512f"))) static void clear_avx512_high(void)
+{
+    __asm__ __volatile__("vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+                         "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+                         "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+                         "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+                         "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+                         "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+                         "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+                         "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+                         "vzeroupper" ::: "memory");
+}
+
+static void clear_vector_registers(void)
+{
+    if (__builtin_cpu_supports("avx512f"))
+        clear_avx512_high();
+    if (__builtin_cpu_supports("avx"))
+        clear_avx();
+    else
+        __asm__ __volatile__("pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+                             "pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+                             "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\tpxor %%xmm8, %%xmm8\n\t"
+                             "pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+                             "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
+                             "pxor %%xmm15, %%xmm15" ::: "memory");
+}
+#else
+static void clear_vector_registers(void)
+{
+}
+#endif
+
+void mg_scrub(size_t stack_bytes)
+{
+    clear_vector_registers();
+    scrub_stack(stack_bytes > SCRUB_MAX ? SCRUB_MAX : stack_bytes);
+}

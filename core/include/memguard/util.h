@@ -26,6 +26,16 @@ MG_API void mg_copy(void *dst, const void *src, size_t n);
 /* mg_copy, then wipe src. Regions must not overlap. */
 MG_API void mg_move(void *dst, void *src, size_t n);
 
+/*
+ * Scrub what handling a secret can leave behind outside the buffers that held
+ * it: zero `stack_bytes` of this thread's stack below the caller's frame
+ * (where callees kept locals and the dynamic linker spilled registers) and, on
+ * x86-64, the vector registers that memcpy and crypto code leave secrets in.
+ * Call it when the code that touched a secret has returned. stack_bytes is
+ * capped at 64 KiB (the caller's thread needs that much stack below it).
+ */
+MG_API void mg_scrub(size_t stack_bytes);
+
 #ifdef __cplusplus
 }
 #endif
