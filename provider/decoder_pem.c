@@ -15,7 +15,9 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
+#include <openssl/err.h>
 #include <openssl/params.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "provider.h"
@@ -29,7 +31,7 @@ static const struct label {
     const char *type; /* NULL: any */
 } labels[] = {
     {"PRIVATE KEY", MGP_STRUCT_PKI, NULL},
-    {"ENCRYPTED PRIVATE KEY", "EncryptedPrivateKeyInfo", NULL},
+    {"ENCRYPTED PRIVATE KEY", MGP_STRUCT_PKI, NULL}, /* decrypted here (decrypt_pkcs8) */
     {"RSA PRIVATE KEY", MGP_STRUCT_TS, "RSA"},
     {"EC PRIVATE KEY", MGP_STRUCT_TS, "EC"},
 };
@@ -66,11 +68,55 @@ static size_t chomp(const char *s, size_t n)
     return n;
 }
 
+/*
+ * An EncryptedPrivateKeyInfo (PKCS#8, PBES2 or PKCS#12 PBE) decrypted straight
+ * into guarded memory: OpenSSL's own decoder would decrypt into a heap buffer
+ * and hand it to decoders that copy it again. The passphrase is asked into a
+ * guarded buffer too. NULL on a wrong passphrase or an unknown scheme (the
+ * default provider's decoder then tries, and reports the error).
+ */
+static mg_buffer *decrypt_pkcs8(mgp_ctx *prov, const unsigned char *der, size_t len, size_t *outlen,
+                                OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    const unsigned char *p = der;
+    X509_SIG *epki = d2i_X509_SIG(NULL, &p, (long)len);
+    mg_buffer *pass = mg_buffer_new(1024), *out = NULL;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    const X509_ALGOR *alg = NULL;
+    const ASN1_OCTET_STRING *ct = NULL;
+    size_t passlen = 0;
+    int n = 0, fin = 0;
+    if (epki == NULL || pass == NULL || ctx == NULL || pw_cb == NULL || p != der + len)
+        goto fail;
+    X509_SIG_get0(epki, &alg, &ct);
+    if (!pw_cb(mg_buffer_data(pass), mg_buffer_size(pass), &passlen, NULL, pw_cbarg) ||
+        passlen > mg_buffer_size(pass) || ct->length <= 0)
+        goto fail;
+    ERR_set_mark(); /* a wrong passphrase leaves errors the default decoder will report itself */
+    int ok = EVP_PBE_CipherInit_ex(alg->algorithm, mg_buffer_data(pass), (int)passlen, alg->parameter, ctx, 0,
+                                   prov->libctx, NULL) == 1 &&
+             (out = mg_buffer_new((size_t)ct->length + EVP_MAX_BLOCK_LENGTH)) != NULL &&
+             EVP_CipherUpdate(ctx, mg_buffer_data(out), &n, ct->data, ct->length) == 1 &&
+             EVP_CipherFinal_ex(ctx, (unsigned char *)mg_buffer_data(out) + n, &fin) == 1;
+    ERR_pop_to_mark();
+    if (!ok)
+        goto fail;
+    *outlen = (size_t)n + (size_t)fin;
+    mg_buffer_destroy(pass);
+    EVP_CIPHER_CTX_free(ctx); /* clears the derived key */
+    X509_SIG_free(epki);
+    return out;
+fail:
+    mg_buffer_destroy(out);
+    mg_buffer_destroy(pass);
+    EVP_CIPHER_CTX_free(ctx);
+    X509_SIG_free(epki);
+    return NULL;
+}
+
 static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb, void *data_cbarg,
                       OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
-    (void)pw_cb;
-    (void)pw_cbarg;
     mgp_ctx *prov = vctx;
     if (selection != 0 && !(selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY))
         return 1;
@@ -132,6 +178,16 @@ static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBA
         b64_end != (const char *)mg_buffer_data(body) + used || der_len == 0)
         goto out;
     mgp_debug(prov, "decoded a \"%s\" PEM block in guarded memory", lab->pem);
+    if (strcmp(lab->pem, "ENCRYPTED PRIVATE KEY") == 0) {
+        size_t plain_len = 0;
+        mg_buffer *plain = decrypt_pkcs8(prov, mg_buffer_data(der), der_len, &plain_len, pw_cb, pw_cbarg);
+        if (plain == NULL)
+            goto out;
+        mg_buffer_destroy(der);
+        der = plain;
+        der_len = plain_len;
+        mgp_debug(prov, "decrypted the PKCS#8 key in guarded memory");
+    }
     OSSL_PARAM params[4];
     size_t i = 0;
     if (lab->type != NULL)
