@@ -93,14 +93,14 @@ tls_nginx_pids() {
   pgrep -P "$master" | sort -n
 }
 
-# Wait until the master has exactly N workers whose pids differ from the ones given.
-tls_nginx_wait_new_workers() {
-  local dir=$1 n=$2 old=" ${3:-} " pids count
+# Wait until the master has exactly N workers, none of them among the pids given (10 s at most).
+tls_nginx_wait_workers() {
+  local dir=$1 n=$2 excluded=" ${3:-} " pids p stale
   for _ in $(seq 100); do
     pids=$(pgrep -P "$(cat "$dir/nginx.pid")" || true)
-    count=0
-    for p in $pids; do [[ $old == *" $p "* ]] || count=$((count + 1)); done
-    [ "$count" -ge "$n" ] && [ "$(echo "$pids" | wc -w)" -eq "$n" ] && return 0
+    stale=0
+    for p in $pids; do [[ $excluded == *" $p "* ]] && stale=1; done
+    [ "$stale" = 0 ] && [ "$(echo $pids | wc -w)" -eq "$n" ] && return 0
     sleep 0.1
   done
   return 1
