@@ -142,4 +142,7 @@ unsigned long long mg_coffer_rekeys(void);
 typedef void (*mg_unmap_hook_fn)(const void *inner, size_t len);
 void mg_test_set_unmap_hook(mg_unmap_hook_fn fn);
 
+/* Zero the vector registers (util.c): after decrypting a secret, they hold pieces of it. */
+void mg_clear_registers(void);
+
 #endif

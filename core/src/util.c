@@ -92,7 +92,7 @@ __attribute__((target("avx512f"))) static void clear_avx512_high(void)
                          "vzeroupper" ::: "memory");
 }
 
-static void clear_vector_registers(void)
+void mg_clear_registers(void)
 {
     if (__builtin_cpu_supports("avx512f"))
         clear_avx512_high();
@@ -107,13 +107,13 @@ static void clear_vector_registers(void)
                              "pxor %%xmm15, %%xmm15" ::: "memory");
 }
 #else
-static void clear_vector_registers(void)
+void mg_clear_registers(void)
 {
 }
 #endif
 
 void mg_scrub(size_t stack_bytes)
 {
-    clear_vector_registers();
+    mg_clear_registers();
     scrub_stack(stack_bytes > SCRUB_MAX ? SCRUB_MAX : stack_bytes);
 }
