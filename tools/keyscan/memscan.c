@@ -123,7 +123,12 @@ static int top_at_least(const unsigned char *top, const unsigned char *min, int 
     return 1;
 }
 
-/* Factor test over one chunk: windows of plen bytes read as big- and little-endian numbers. */
+/*
+ * Factor test over one chunk: windows of plen bytes read as big- and little-endian numbers.
+ * Windows with many 0x00/0xFF bytes are skipped (pointers, small integers, padding): the bytes of
+ * a prime are uniform, so a 1024-bit p has 16 or more of them with probability about 1e-14
+ * (Poisson, mean plen/128); the threshold grows with plen to keep that bound.
+ */
 static int factor_scan(const struct ks_factor *f, const unsigned char *buf, size_t main, size_t avail,
                        uint64_t addr, int region, struct ks_result *res, BIGNUM *c, BIGNUM *r, BN_CTX *ctx)
 {
@@ -135,12 +140,17 @@ static int factor_scan(const struct ks_factor *f, const unsigned char *buf, size
         size_t last = avail - L;
         if (last >= main)
             last = main - 1;
+        size_t flat_max = 8 + L / 16, flat = 0; /* 0x00/0xFF bytes in the current window */
+        for (size_t j = 0; j < L; j++)
+            flat += buf[j] == 0 || buf[j] == 0xff;
         for (size_t i = 0; i <= last; i++) {
             const unsigned char *w = buf + i;
+            if (i > 0)
+                flat += (w[L - 1] == 0 || w[L - 1] == 0xff) - (w[-1] == 0 || w[-1] == 0xff);
             /* Cheap rejections first: a prime factor is odd and not below n / 2^(8 plen). */
             int be = (w[L - 1] & 1) && w[0] >= mt[0] && w[0] != 0;
             int le = (w[0] & 1) && w[L - 1] >= mt[0] && w[L - 1] != 0;
-            if (!be && !le)
+            if ((!be && !le) || flat >= flat_max)
                 continue;
             for (int dir = 0; dir < 2; dir++) {
                 if (!(dir ? le : be) || !top_at_least(w, mt, dir, L) || has_small_factor(w, L, dir))

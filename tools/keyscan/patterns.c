@@ -748,8 +748,8 @@ int ks_keyset_from_cert(struct ks_keyset *ks, const char *path, char *err, size_
     }
     BIO_free(b);
     if (pkey == NULL) {
-        /* Not a certificate: a public (or private) key file. */
-        OSSL_DECODER_CTX *d = OSSL_DECODER_CTX_new_for_pkey(&pkey, NULL, NULL, NULL, EVP_PKEY_PUBLIC_KEY, libctx, NULL);
+        /* Not a certificate: a public or private key file (selection 0: whatever it holds). */
+        OSSL_DECODER_CTX *d = OSSL_DECODER_CTX_new_for_pkey(&pkey, NULL, NULL, NULL, 0, libctx, NULL);
         const unsigned char *dp = text;
         size_t dl = textlen;
         if (d == NULL || !OSSL_DECODER_from_data(d, &dp, &dl))
