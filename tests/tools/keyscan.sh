@@ -206,6 +206,14 @@ fi
 
 # Information only: what the scanner sees with memguard loaded (asserted by the provider's tests).
 if [ -n "$mgconf" ] && [ -f "$mgconf" ]; then
+  # The scanner ignores OPENSSL_CONF: a configuration that loads memguard neither loads the module
+  # into it (it would capture the key file and refuse to export the patterns) nor changes results.
+  if start_holder conf rsa.pem; then
+    OPENSSL_CONF=$mgconf LD_DEBUG=files "$scan" --quiet rsa.pem "$hpid" > conf.out 2> conf.ld; rc=$?
+    if [ $rc -eq 1 ] && ! grep -q memguard conf.ld; then ok "OPENSSL_CONF with memguard: ignored, key still found"
+    else bad "OPENSSL_CONF with memguard (status $rc)"; grep -m3 memguard conf.ld; fi
+    stop_holder
+  fi
   for k in rsa p256 ed25519; do
     if OPENSSL_CONF=$mgconf start_holder "mg-$k" "$k.pem"; then
       echo "---- memguard, keyholder $k (information, not asserted):"

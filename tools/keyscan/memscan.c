@@ -19,6 +19,10 @@
 
 #define CHUNK (4u << 20) /* bytes searched per pread; the next chunk overlaps by the longest pattern */
 #define PAGE 4096u
+/* /proc/PID/mem needs PTRACE_MODE_ATTACH: root (CAP_SYS_PTRACE), or the same uid where Yama allows it. */
+#define PERMISSION_HINT                                                                                     \
+    " (run as root, or as the process's user with kernel.yama.ptrace_scope = 0; a non-dumpable process"     \
+    " needs root)"
 
 static int add_match(struct ks_result *res, int row, int pattern, uint64_t base, uint64_t start, uint64_t end,
                      int region)
@@ -37,8 +41,8 @@ static int add_match(struct ks_result *res, int row, int pattern, uint64_t base,
 }
 
 /*
- * Reads [addr, addr + len) into buf. A page the kernel refuses is zero-filled (zeros match no
- * pattern: every needle and every factor candidate has a non-zero top byte). Returns the number of
+ * Reads [addr, addr + len) into buf. A page the kernel refuses is zero-filled: the factor test
+ * rejects zero windows and no needle (16+ bytes of key material) is zeros. Returns the number of
  * refused bytes below addr + counted, or -1 when the process is gone.
  */
 static int64_t read_range(int fd, uint64_t addr, unsigned char *buf, size_t len, size_t counted, int *first_errno)
@@ -229,8 +233,9 @@ static int parse_maps(int pid, struct ks_result *res, char *err, size_t errlen)
     snprintf(path, sizeof path, "/proc/%d/maps", pid);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(err, errlen, "pid %d: %s", pid,
-                 errno == ENOENT ? "no such process" : strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "pid %d: %s%s", pid, e == ENOENT ? "no such process" : strerror(e),
+                 e == EACCES || e == EPERM ? PERMISSION_HINT : "");
         return -1;
     }
     char *line = NULL;
@@ -304,9 +309,7 @@ int ks_scan_pid(const struct ks_keyset *ks, int pid, int factor_all, struct ks_r
     if (fd < 0) {
         int e = errno;
         snprintf(err, errlen, "pid %d: cannot open %s: %s%s", pid, path, strerror(e),
-                 e == EACCES || e == EPERM ? " (run as root, or as the same user with ptrace allowed:"
-                                            " kernel.yama.ptrace_scope = 0)"
-                                          : "");
+                 e == EACCES || e == EPERM ? PERMISSION_HINT : "");
         return -1;
     }
 

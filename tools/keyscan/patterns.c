@@ -42,7 +42,7 @@ struct secrets {
 static OSSL_LIB_CTX *libctx;
 static OSSL_PROVIDER *default_prov;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
