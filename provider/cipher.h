@@ -59,6 +59,9 @@ void mgp_gcm_encrypt(const mgp_cipher_keys *k, unsigned char ctr[16], unsigned c
                      unsigned char *out, size_t nblocks);
 void mgp_gcm_decrypt(const mgp_cipher_keys *k, unsigned char ctr[16], unsigned char xi[16], const unsigned char *in,
                      unsigned char *out, size_t nblocks);
+/* CMAC (cmac.c): the subkeys K1, K2 from L = E_K(0), and the CBC-MAC over full blocks. */
+void mgp_cmac_subkeys(const mgp_cipher_keys *k, unsigned char k1[16], unsigned char k2[16]);
+void mgp_cmac_blocks(const mgp_cipher_keys *k, unsigned char x[16], const unsigned char *in, size_t nblocks);
 /* tag = byte-reflect(xi) ^ ekj0 */
 void mgp_gcm_tag(const unsigned char xi[16], const unsigned char ekj0[16], unsigned char tag[16]);
 

@@ -408,3 +408,36 @@ void mgp_gcm_tag(const unsigned char xi[16], const unsigned char ekj0[16], unsig
     for (int i = 0; i < 16; i++)
         tag[i] = xi[15 - i] ^ ekj0[i];
 }
+
+/* ---- CMAC (NIST SP 800-38B, RFC 4493) ---- */
+
+/* x = E_K(x ^ M_i) over nblocks full blocks; x is the guarded chaining value. */
+TARGET void mgp_cmac_blocks(const mgp_cipher_keys *k, unsigned char x[16], const unsigned char *in, size_t nblocks)
+{
+    __m128i c = LOADU(x);
+    for (; nblocks > 0; nblocks--, in += 16) {
+        c = _mm_xor_si128(_mm_xor_si128(c, LOADU(in)), RK(k, 0));
+        for (unsigned r = 1; r < k->rounds; r++)
+            c = _mm_aesenc_si128(c, RK(k, r));
+        c = _mm_aesenclast_si128(c, RK(k, k->rounds));
+    }
+    STOREU(x, c);
+}
+
+/* Multiplication by x in GF(2^128) (SP 800-38B's "dbl"), in place, without branching on the key. */
+static void cmac_dbl(unsigned char b[16])
+{
+    unsigned char carry = (unsigned char)(0x87 & -(b[0] >> 7));
+    for (int i = 0; i < 15; i++)
+        b[i] = (unsigned char)(b[i] << 1 | b[i + 1] >> 7);
+    b[15] = (unsigned char)(b[15] << 1) ^ carry;
+}
+
+void mgp_cmac_subkeys(const mgp_cipher_keys *k, unsigned char k1[16], unsigned char k2[16])
+{
+    static const unsigned char zero[16];
+    encrypt_block(k, zero, k1); /* L = E_K(0^128), written straight into the guarded K1 slot */
+    cmac_dbl(k1);
+    memcpy(k2, k1, 16);
+    cmac_dbl(k2);
+}

@@ -93,6 +93,7 @@ struct state {
 #define SLAB_SLOTS 16 /* 16 KiB of locked memory per slab: gentle on an 8 MiB RLIMIT_MEMLOCK */
 #define MAX_SLABS 4096
 _Static_assert(sizeof(struct state) <= SLOT_SIZE, "HMAC state outgrew its slot");
+_Static_assert(SLOT_SIZE == MGP_SLOT_SIZE, "hmac.h and hmac.c disagree on the slot size");
 
 struct slab {
     mg_buffer *buf;
@@ -157,6 +158,30 @@ static void slot_give(struct slab *s, struct state *st)
         return; /* cannot happen with a default mutex; the slot stays taken */
     s->used &= ~(1u << j);
     (void)pthread_mutex_unlock(&pool_lock);
+}
+
+void *mgp_slot_take(void **owner)
+{
+    struct slab *s = NULL;
+    struct state *st = slot_take(&s);
+    *owner = s;
+    return st;
+}
+
+void mgp_slot_give(void *owner, void *slot, size_t used)
+{
+    struct slab *s = owner;
+    if (s == NULL || slot == NULL)
+        return;
+    if (mg_buffer_is_alive(s->buf))
+        mg_wipe(slot, used < SLOT_SIZE ? used : SLOT_SIZE);
+    slot_give(s, slot);
+}
+
+bool mgp_slot_alive(const void *owner)
+{
+    const struct slab *s = owner;
+    return s != NULL && mg_buffer_is_alive(s->buf);
 }
 
 mgp_hmac *mgp_hmac_new(void)

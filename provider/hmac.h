@@ -45,6 +45,16 @@ void mgp_hmac_final(mgp_hmac *h, unsigned char *out); /* mgp_hmac_md_size(md) by
  */
 mg_enclave *mgp_seal_copy(const void *src, size_t len);
 
+/*
+ * A bare slot of the same guarded slabs (MGP_SLOT_SIZE bytes, 64-byte aligned) for other
+ * key-equivalent state (CMAC, cmac.c): a fresh guarded mapping per context would cost more
+ * than the MAC. give wipes the first `used` bytes (and the slot's usual extent). NULL if none.
+ */
+#define MGP_SLOT_SIZE 1024
+void *mgp_slot_take(void **owner);
+void mgp_slot_give(void *owner, void *slot, size_t used);
+bool mgp_slot_alive(const void *owner); /* false once mg_purge() wiped the slab */
+
 /* Largest secret (MAC key, KDF secret or password) accepted: beyond it is a caller's bug. */
 #define MGP_MAX_SECRET (64 * 1024)
 

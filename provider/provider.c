@@ -3,6 +3,7 @@
  * algorithm tables (complete from the first query: libssl may query before
  * any key is loaded, and caches what it sees).
  */
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ static OSSL_FUNC_core_new_error_fn *c_new_error;
 static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
 static OSSL_FUNC_core_vset_error_fn *c_vset_error;
 static OSSL_FUNC_core_get_params_fn *c_get_params;
+static OSSL_FUNC_core_get_libctx_fn *c_get_libctx;
 
 void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...)
 {
@@ -99,7 +101,9 @@ static int get_params(void *provctx, OSSL_PARAM params[])
 
 #define ALG(names, fns) {names, MGP_PROPS, fns, NULL}
 
+/* HMAC first in the next two tables: withheld in the wrong provider order by skipping entry 0. */
 static const OSSL_ALGORITHM keymgmt[] = {
+    ALG("HMAC", mgp_hmac_keymgmt),
     ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", mgp_rsa_keymgmt),
     ALG("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", mgp_rsapss_keymgmt),
     ALG("EC:id-ecPublicKey:1.2.840.10045.2.1", mgp_ec_keymgmt),
@@ -107,21 +111,21 @@ static const OSSL_ALGORITHM keymgmt[] = {
     ALG("ED448:1.3.101.113", mgp_ed448_keymgmt),
     ALG("X25519:1.3.101.110", mgp_x25519_keymgmt),
     ALG("X448:1.3.101.111", mgp_x448_keymgmt),
-    ALG("HMAC", mgp_hmac_keymgmt),
     {NULL, NULL, NULL, NULL},
 };
 
 static const OSSL_ALGORITHM signature[] = {
+    ALG("HMAC", mgp_hmac_signature),
     ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", mgp_rsa_signature),
     ALG("ECDSA", mgp_ecdsa_signature),
     ALG("ED25519:1.3.101.112", mgp_ed25519_signature),
     ALG("ED448:1.3.101.113", mgp_ed448_signature),
-    ALG("HMAC", mgp_hmac_signature),
     {NULL, NULL, NULL, NULL},
 };
 
 /* Only for callers that ask for "provider=memguard": unqualified fetches get default (docs/symmetric.md). */
 static const OSSL_ALGORITHM mac[] = {
+    ALG("CMAC", mgp_cmac_mac), /* entry 0: skipped without AES-NI (no table-based AES here) */
     ALG("HMAC", mgp_hmac_mac),
     {NULL, NULL, NULL, NULL},
 };
@@ -171,19 +175,87 @@ static const OSSL_ALGORITHM decoder[] = {
     {NULL, NULL, NULL, NULL},
 };
 
+/*
+ * The provider order rule, enforced. On OpenSSL 3.0 a fetch without a property query gets the
+ * implementation of the provider activated first; with memguard listed before default in
+ * openssl.cnf, libssl's HMAC/HKDF/record ciphers would all run here. We cannot see the order
+ * directly, so we ask the application's library context the question libssl would: who answers
+ * an unqualified fetch of X25519 key exchange, which both offer? If memguard does while another
+ * provider also offers it, the symmetric algorithms (and HMAC keys) are withheld; the asymmetric
+ * ones stay, so key capture works in either order. Asked lazily, at the first query of a guarded
+ * operation (after configuration), through KEYEXCH, an operation that is never guarded: a nested
+ * query of a guarded one could not answer honestly (OpenSSL prefers uncached answers).
+ */
+enum { MGP_ORDER_UNKNOWN, MGP_ORDER_OK, MGP_ORDER_WRONG };
+static _Thread_local int probing; /* never expected, but a nested guarded query must not re-probe */
+
+struct others {
+    const void *self;
+    int n;
+};
+
+static void count_others(EVP_KEYEXCH *kx, void *arg)
+{
+    struct others *o = arg;
+    o->n += EVP_KEYEXCH_is_a(kx, "X25519") && OSSL_PROVIDER_get0_provider_ctx(EVP_KEYEXCH_get0_provider(kx)) != o->self;
+}
+
+static int probe_order(mgp_ctx *ctx)
+{
+    OSSL_LIB_CTX *app = ctx->app_libctx;
+    if (app == NULL)
+        return MGP_ORDER_OK; /* another libcrypto: its context is opaque to us; trust the configuration */
+    struct others o = {ctx, 0};
+    probing = 1;
+    ERR_set_mark();
+    EVP_KEYEXCH *kx = EVP_KEYEXCH_fetch(app, "X25519", NULL);
+    int answered = kx != NULL;
+    int first_is_us = answered && OSSL_PROVIDER_get0_provider_ctx(EVP_KEYEXCH_get0_provider(kx)) == ctx;
+    EVP_KEYEXCH_free(kx);
+    if (first_is_us)
+        EVP_KEYEXCH_do_all_provided(app, count_others, &o);
+    ERR_pop_to_mark();
+    probing = 0;
+    if (!answered)
+        return MGP_ORDER_UNKNOWN;
+    /* Alone (no other provider offers it): nothing would be routed away from; memguard it is. */
+    return first_is_us && o.n > 0 ? MGP_ORDER_WRONG : MGP_ORDER_OK;
+}
+
+/* 1 if the symmetric algorithms must be withheld from this query. */
+static int withhold_symmetric(mgp_ctx *ctx, int *no_cache)
+{
+    int order = atomic_load(&ctx->order);
+    if (order == MGP_ORDER_UNKNOWN && !probing) {
+        int found = probe_order(ctx), expected = MGP_ORDER_UNKNOWN;
+        if (found != MGP_ORDER_UNKNOWN && atomic_compare_exchange_strong(&ctx->order, &expected, found) &&
+            found == MGP_ORDER_WRONG)
+            fprintf(stderr, "memguard: listed before the default provider in openssl.cnf; symmetric algorithms "
+                            "disabled so that TLS is not routed through them\n");
+        order = atomic_load(&ctx->order);
+    }
+    if (order == MGP_ORDER_UNKNOWN)
+        *no_cache = 1; /* undecided: withhold for now, ask again next time */
+    return order != MGP_ORDER_OK;
+}
+
 static const OSSL_ALGORITHM *query_operation(void *provctx, int operation_id, int *no_cache)
 {
-    (void)provctx;
+    mgp_ctx *ctx = provctx;
     *no_cache = 0;
     switch (operation_id) {
-    case OSSL_OP_KEYMGMT: return keymgmt;
-    case OSSL_OP_SIGNATURE: return signature;
+    case OSSL_OP_KEYMGMT: return withhold_symmetric(ctx, no_cache) ? keymgmt + 1 : keymgmt;
+    case OSSL_OP_SIGNATURE: return withhold_symmetric(ctx, no_cache) ? signature + 1 : signature;
     case OSSL_OP_ASYM_CIPHER: return asym_cipher;
     case OSSL_OP_KEYEXCH: return exchange;
     case OSSL_OP_DECODER: return decoder;
-    case OSSL_OP_MAC: return mac;
-    case OSSL_OP_KDF: return kdf;
-    case OSSL_OP_CIPHER: return mgp_cipher_algorithms(); /* cipher.c: AES only with AES-NI */
+    case OSSL_OP_MAC:
+        if (withhold_symmetric(ctx, no_cache))
+            return NULL;
+        return mgp_aes_available() ? mac : mac + 1;
+    case OSSL_OP_KDF: return withhold_symmetric(ctx, no_cache) ? NULL : kdf;
+    case OSSL_OP_CIPHER: /* cipher.c: AES only with AES-NI */
+        return withhold_symmetric(ctx, no_cache) ? NULL : mgp_cipher_algorithms();
     default: return NULL;
     }
 }
@@ -257,6 +329,26 @@ static const char *scrub_freed_heap(const char *setting)
 #endif
 }
 
+/*
+ * The application's library context, for the order check. The core hands us an opaque
+ * OPENSSL_CORE_CTX; it is the OSSL_LIB_CTX itself only when the core is the very libcrypto we are
+ * linked with (not, say, a statically linked copy in the application): checked with dladdr.
+ */
+static OSSL_LIB_CTX *app_libctx(const OSSL_CORE_HANDLE *handle)
+{
+    void *core_fn, *our_fn;
+    OSSL_FUNC_core_get_libctx_fn *get = c_get_libctx;
+    int (*ours)(OSSL_LIB_CTX *, const char *) = OSSL_PROVIDER_available;
+    Dl_info a, b;
+    if (get == NULL)
+        return NULL;
+    memcpy(&core_fn, &get, sizeof core_fn); /* ISO C has no function-to-object pointer cast */
+    memcpy(&our_fn, &ours, sizeof our_fn);
+    if (dladdr(core_fn, &a) == 0 || dladdr(our_fn, &b) == 0 || a.dli_fbase != b.dli_fbase)
+        return NULL;
+    return (OSSL_LIB_CTX *)get(handle);
+}
+
 /* Settings from the provider's section of openssl.cnf. */
 static int configure(mgp_ctx *ctx)
 {
@@ -309,6 +401,7 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         case OSSL_FUNC_CORE_SET_ERROR_DEBUG: c_set_error_debug = OSSL_FUNC_core_set_error_debug(in); break;
         case OSSL_FUNC_CORE_VSET_ERROR: c_vset_error = OSSL_FUNC_core_vset_error(in); break;
         case OSSL_FUNC_CORE_GET_PARAMS: c_get_params = OSSL_FUNC_core_get_params(in); break;
+        case OSSL_FUNC_CORE_GET_LIBCTX: c_get_libctx = OSSL_FUNC_core_get_libctx(in); break;
         default: break;
         }
     }
@@ -333,6 +426,7 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         OPENSSL_free(ctx);
         return 0;
     }
+    ctx->app_libctx = app_libctx(handle);
     *provctx = ctx;
     *out = provider_functions;
     return 1;

@@ -39,6 +39,8 @@ typedef struct mgp_ctx {
     OSSL_LIB_CTX *libctx;      /* private, default provider only: where the crypto runs */
     OSSL_PROVIDER *deflt;
     int debug;
+    OSSL_LIB_CTX *app_libctx; /* the application's context (same libcrypto only), for the order check */
+    _Atomic int order;        /* provider.c: MGP_ORDER_* once known */
 } mgp_ctx;
 
 /* ---- errors (provider.c) ---- */
@@ -140,6 +142,9 @@ extern const OSSL_DISPATCH mgp_rsa_signature[], mgp_ecdsa_signature[], mgp_ed255
 extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
 /* HMAC keys, EVP_MAC and KDFs (mac_key.c, mac.c, kdf.c; state in guarded memory, hmac.c). */
 extern const OSSL_DISPATCH mgp_hmac_keymgmt[], mgp_hmac_signature[], mgp_hmac_mac[], mgp_hkdf_kdf[], mgp_pbkdf2_kdf[];
+/* EVP_MAC CMAC over memguard's AES-NI code (cmac.c); offered only where mgp_aes_available(). */
+extern const OSSL_DISPATCH mgp_cmac_mac[];
+int mgp_aes_available(void);
 /* Symmetric ciphers (cipher.c): the table for OSSL_OP_CIPHER, chosen by the CPU. */
 const OSSL_ALGORITHM *mgp_cipher_algorithms(void);
 extern const OSSL_DISPATCH mgp_ecdh_exchange[], mgp_x25519_exchange[], mgp_x448_exchange[];

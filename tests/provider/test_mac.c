@@ -4,8 +4,9 @@
  *   - identical to the default provider for random keys and messages of 0..1 MiB in random updates;
  *   - dupctx mid-stream, re-init, threads with their own contexts and one shared key;
  *   - bad input gives clean errors with a memguard reason; raw private export refused;
- *   - routing: fetches without "provider=memguard" get the default provider (libssl's path),
- *     with the provider order as the one thing that decides it (negative control included);
+ *   - routing: fetches without "provider=memguard" get the default provider (libssl's path) in
+ *     either provider order: in the wrong one memguard withholds its symmetric algorithms and warns
+ *     once (negative control: its asymmetric X25519 exchange does answer unqualified fetches there);
  *   - residue: the key, K^ipad, K^opad and the SHA-256 states after them are never in memory
  *     outside guarded mappings, and nowhere at all once the contexts are freed.
  * Run with OPENSSL_CONF pointing at a configuration that loads memguard after default.
@@ -709,12 +710,80 @@ static void test_unqualified_fetches_get_the_default_provider(void)
     fprintf(stderr, "  default then memguard named aaa:\n");
     CU_ASSERT(unqualified_not_default(ctx, true) == 0);
     OSSL_LIB_CTX_free(ctx);
-    /* ...the order does: memguard activated first answers the unqualified fetches (negative control). */
+    /* ...the order does: memguard activated first would answer the unqualified fetches, so it withholds
+       its symmetric algorithms and says so once on stderr. */
+    char errpath[300];
+    snprintf(errpath, sizeof errpath, "%s/stderr", cnf_dir);
+    int saved = dup(2), fd = open(errpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(saved >= 0 && fd >= 0 && dup2(fd, 2) == 2);
     ctx = ctx_with("memguard", "default", "memguard");
-    CU_ASSERT_FATAL(ctx != NULL && memguard_in(ctx, "memguard"));
-    fprintf(stderr, "  memguard BEFORE default (the wrong order, expected to route through memguard):\n");
-    CU_ASSERT(unqualified_not_default(ctx, true) > 0);
+    CU_ASSERT_FATAL(ctx != NULL);
+    int wrong = unqualified_not_default(ctx, false);
+    bool qualified = memguard_in(ctx, "memguard");
+    EVP_CIPHER *ci = EVP_CIPHER_fetch(ctx, "AES-256-GCM", NULL), *cq = EVP_CIPHER_fetch(ctx, "AES-256-GCM", MG);
+    /* The negative control: an unguarded (asymmetric) operation shows the order really is wrong. */
+    EVP_KEYEXCH *kx = EVP_KEYEXCH_fetch(ctx, "X25519", NULL);
+    /* The asymmetric side is untouched: its algorithms stay offered, and loading a key works (in this order
+       OpenSSL tries the default provider's decoders first, so the key is not captured: docs/provider.md). */
+    EVP_KEYMGMT *ecm = EVP_KEYMGMT_fetch(ctx, "EC", MG);
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    BIO *b = BIO_new(BIO_s_mem());
+    CU_ASSERT_FATAL(ec != NULL && b != NULL && PEM_write_bio_PrivateKey(b, ec, NULL, NULL, 0, NULL, NULL) == 1);
+    EVP_PKEY *loaded = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL, ctx, NULL);
+    unqualified_not_default(ctx, false); /* a second round: the warning must not repeat */
+    fflush(stderr);
+    CU_ASSERT_FATAL(dup2(saved, 2) == 2);
+    close(saved);
+    char text[2048] = "";
+    ssize_t got = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(errpath);
+    const char *warn = "memguard: listed before the default provider in openssl.cnf; symmetric algorithms disabled";
+    const char *at = got > 0 ? strstr(text, warn) : NULL;
+    fprintf(stderr, "  memguard BEFORE default (the wrong order): %s", got > 0 ? text : "(no warning)\n");
+    unqualified_not_default(ctx, true);
+    CU_ASSERT(wrong == 0);                            /* every unqualified symmetric fetch: default */
+    CU_ASSERT(!qualified);                            /* withheld, not just deprioritised */
+    CU_ASSERT(ci != NULL && strcmp(prov_of(EVP_CIPHER_get0_provider(ci)), "default") == 0 && cq == NULL);
+    CU_ASSERT(at != NULL && strstr(at + 1, warn) == NULL); /* said once */
+    CU_ASSERT(kx != NULL && strcmp(prov_of(EVP_KEYEXCH_get0_provider(kx)), "memguard") == 0);
+    CU_ASSERT(ecm != NULL && loaded != NULL);
+    EVP_KEYMGMT_free(ecm);
+    EVP_PKEY_free(loaded);
+    EVP_PKEY_free(ec);
+    BIO_free(b);
+    EVP_KEYEXCH_free(kx);
+    EVP_CIPHER_free(ci);
+    EVP_CIPHER_free(cq);
     OSSL_LIB_CTX_free(ctx);
+    ERR_clear_error();
+
+    /* 4. Programs that load the providers themselves: the order of OSSL_PROVIDER_load decides the same way. */
+    for (int memguard_first = 0; memguard_first < 2; memguard_first++) {
+        OSSL_LIB_CTX *pc = OSSL_LIB_CTX_new();
+        CU_ASSERT_FATAL(pc != NULL);
+        OSSL_PROVIDER *p1 = OSSL_PROVIDER_load(pc, memguard_first ? MGT_PROVIDER_MODULE : "default");
+        OSSL_PROVIDER *p2 = OSSL_PROVIDER_load(pc, memguard_first ? "default" : MGT_PROVIDER_MODULE);
+        CU_ASSERT_FATAL(p1 != NULL && p2 != NULL);
+        saved = dup(2);
+        int null = open("/dev/null", O_WRONLY);
+        CU_ASSERT_FATAL(saved >= 0 && null >= 0 && dup2(null, 2) == 2); /* the expected warning */
+        EVP_MAC *m = EVP_MAC_fetch(pc, "HMAC", MG);
+        int bad = unqualified_not_default(pc, false);
+        fflush(stderr);
+        CU_ASSERT_FATAL(dup2(saved, 2) == 2);
+        close(saved);
+        close(null);
+        fprintf(stderr, "  OSSL_PROVIDER_load order %s: memguard's HMAC %s, unqualified fetches not on default: %d\n",
+                memguard_first ? "memguard, default" : "default, memguard", m != NULL ? "offered" : "withheld", bad);
+        CU_ASSERT(bad == 0);
+        CU_ASSERT((m != NULL) == !memguard_first);
+        EVP_MAC_free(m);
+        OSSL_PROVIDER_unload(p2);
+        OSSL_PROVIDER_unload(p1);
+        OSSL_LIB_CTX_free(pc);
+        ERR_clear_error();
+    }
     rmdir(cnf_dir);
 }
 
@@ -975,7 +1044,7 @@ static CU_TestInfo error_tests[] = {
 };
 
 static CU_TestInfo routing_tests[] = {
-    {"fetches without provider=memguard get default (order decides)", test_unqualified_fetches_get_the_default_provider},
+    {"fetches without provider=memguard get default, in either provider order", test_unqualified_fetches_get_the_default_provider},
     CU_TEST_INFO_NULL,
 };
 
