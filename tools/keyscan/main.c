@@ -280,7 +280,9 @@ int main(int argc, char **argv)
      * context gets only the "null" provider so an accidental use of it fails instead of loading
      * the configured providers.
      */
-    if (!OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) || OSSL_PROVIDER_load(NULL, "null") == NULL) {
+    OSSL_PROVIDER *null_prov = NULL;
+    if (!OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) ||
+        (null_prov = OSSL_PROVIDER_load(NULL, "null")) == NULL) {
         fprintf(stderr, "mg-keyscan: cannot initialise OpenSSL\n");
         return 2;
     }
@@ -291,6 +293,8 @@ int main(int argc, char **argv)
                           : ks_keyset_from_key(&ks, argv[optind], pass, factor, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "mg-keyscan: %s: %s\n", cert != NULL ? cert : argv[optind], err);
+        ks_keyset_free(&ks);
+        OSSL_PROVIDER_unload(null_prov);
         return 2;
     }
 
@@ -315,5 +319,6 @@ int main(int argc, char **argv)
         ks_result_free(&res);
     }
     ks_keyset_free(&ks);
+    OSSL_PROVIDER_unload(null_prov);
     return status;
 }
