@@ -35,7 +35,8 @@ static struct {
     long total;
     int threads;
     int version; /* 0: any */
-    const char *sigalgs, *ciphers, *groups, *body;
+    char *sigalgs, *groups; /* the OpenSSL macros cast away const */
+    const char *ciphers, *body;
     bool quiet;
 } opt = {.total = 1000, .threads = 4};
 
