@@ -11,6 +11,7 @@
  * first; anything we cannot handle returns 1 without a callback ("not mine"),
  * and the default provider's decoder gets its turn.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -111,6 +112,16 @@ static int decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *
     if (der == NULL)
         return 1;
     EVP_PKEY *full = mgp_der_to_pkey(c->prov, c->type, c->type_specific, mg_buffer_data(der), len);
+    /* A key of our type that we cannot seal (explicit curve parameters, SM2, ...) is not silently unprotected. */
+    static _Atomic int warned;
+    const unsigned char *d = mg_buffer_data(der);
+    bool mine = c->type_specific ? mgp_der_is_type_specific(c->type, d, len)
+                                 : mgp_der_pkcs8_type(d, len) != NULL && strcmp(mgp_der_pkcs8_type(d, len), c->type) == 0;
+    if (full == NULL && mine && atomic_exchange(&warned, 1) == 0)
+        fprintf(stderr,
+                "memguard-provider: WARNING: a %s private key in a form memguard does not support (for example "
+                "explicit curve parameters) is left to the default provider, NOT sealed\n",
+                c->type);
     mg_buffer_destroy(der); /* wipes the DER */
     int rc = 1; /* not ours: let the next decoder try */
     if (full != NULL && EVP_PKEY_is_a(full, c->type))

@@ -349,6 +349,14 @@ const char *mgp_der_pkcs8_type(const unsigned char *der, size_t len)
     return NULL;
 }
 
+bool mgp_der_is_type_specific(const char *type, const unsigned char *der, size_t len)
+{
+    span in = {der, der + len}, seq, v;
+    if (!take(&in, 0x30, &seq) || !take(&seq, 0x02, &v))
+        return false;
+    return peek(&seq, strcmp(type, "EC") == 0 ? 0x04 : 0x02); /* ECPrivateKey: OCTET STRING; RSA: INTEGER n */
+}
+
 EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, const unsigned char *der, size_t len)
 {
     span in = {der, der + len}, body = in, alg_params = {NULL, NULL}, alg_tlv = {NULL, NULL};

@@ -121,6 +121,9 @@ int mgp_ecdsa_sign_digest(mgp_key *k, const unsigned char *dgst, size_t dlen, un
  */
 EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, const unsigned char *der, size_t len);
 
+/* Whether der has the shape of an RSAPrivateKey / ECPrivateKey (der.c). */
+bool mgp_der_is_type_specific(const char *type, const unsigned char *der, size_t len);
+
 /* The key type named by a PKCS#8 PrivateKeyInfo's algorithm OID, or NULL (der.c). */
 const char *mgp_der_pkcs8_type(const unsigned char *der, size_t len);
 
