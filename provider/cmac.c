@@ -60,6 +60,16 @@ typedef struct cmac_ctx {
     enum phase phase;
 } cmac_ctx;
 
+/*
+ * Round keys, L, K1 and K2 pass through vector registers (so does the state in memcpy); the next lazily bound library call
+ * (the dynamic linker saves every vector register on the stack) would spill them there -
+ * measured in test_cmac. Cleared before returning (~10 ns; no stack is scrubbed).
+ */
+static void clear_registers(void)
+{
+    mg_scrub(0);
+}
+
 static void *cmac_new(void *provctx)
 {
     cmac_ctx *c = OPENSSL_zalloc(sizeof *c);
@@ -96,7 +106,8 @@ static void *cmac_dup(void *vctx)
         OPENSSL_free(d);
         return NULL;
     }
-    memcpy(d->st, c->st, sizeof *d->st); /* guarded to guarded */
+    memcpy(d->st, c->st, sizeof *d->st); /* guarded to guarded, through vector registers */
+    clear_registers();
     return d;
 }
 
@@ -134,6 +145,7 @@ static int set_key(cmac_ctx *c, const unsigned char *key, size_t len)
     mg_wipe(c->st, sizeof *c->st);
     mgp_aes_set_key(&c->st->keys, key, len, 0, 0);
     mgp_cmac_subkeys(&c->st->keys, c->st->k1, c->st->k2);
+    clear_registers();
     c->keyed = c->cipher;
     restart(c);
     return 1;
@@ -235,6 +247,7 @@ static int cmac_update(void *vctx, const unsigned char *in, size_t inl)
     in += 16 * nb, inl -= 16 * nb;
     memcpy(st->last, in, inl);
     c->lastlen = inl;
+    clear_registers();
     return 1;
 }
 
@@ -267,6 +280,7 @@ static int cmac_final(void *vctx, unsigned char *out, size_t *outl, size_t outsi
     mg_wipe(st->last, sizeof st->last);
     c->lastlen = 0;
     c->phase = DONE;
+    clear_registers();
     return 1;
 }
 

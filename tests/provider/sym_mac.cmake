@@ -11,3 +11,12 @@ if(NOT MG_SANITIZE)
   set_tests_properties(provider.mac PROPERTIES LABELS "provider" TIMEOUT 300
                        ENVIRONMENT "OPENSSL_CONF=${CMAKE_CURRENT_BINARY_DIR}/memguard-test.cnf")
 endif()
+# CMAC (EVP_MAC) on memguard's AES-NI code.
+if(NOT MG_SANITIZE)
+  add_executable(test_cmac test_cmac.c)
+  target_link_libraries(test_cmac PRIVATE memguard_static mgt_harness OpenSSL::Crypto)
+  add_dependencies(test_cmac memguard_provider)
+  add_test(NAME provider.cmac COMMAND test_cmac)
+  set_tests_properties(provider.cmac PROPERTIES LABELS "provider" TIMEOUT 300
+                       ENVIRONMENT "OPENSSL_CONF=${CMAKE_CURRENT_BINARY_DIR}/memguard-test.cnf")
+endif()
