@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Keys from files: examples/symmetric_file_key reads a raw 32-byte key file into guarded memory and
+# MACs / encrypts stdin through memguard; the results must equal plain OpenSSL's (no provider config)
+# with the same key. Usage: sym_files.sh EXAMPLE (OPENSSL_CONF loads default, then memguard).
+set -euo pipefail
+example=$1
+[[ -n ${OPENSSL_CONF:-} ]] || { echo "set OPENSSL_CONF to a configuration that loads memguard after default"; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+plain() { OPENSSL_CONF=/dev/null openssl "$@"; }
+fails=0
+check() { # name, expected, got
+    if [[ ${2,,} == "${3,,}" ]]; then echo "ok   $1"; else echo "FAIL $1: expected $2, got $3"; fails=$((fails + 1)); fi
+}
+
+umask 077
+plain rand -out "$work/key" 32
+hexkey=$(od -An -v -tx1 "$work/key" | tr -d ' \n')
+iv=000102030405060708090a0b0c0d0e0f
+for size in 0 1 15 16 17 1000 65536 200003; do
+    head -c "$size" /dev/urandom > "$work/in"
+    want=$(plain mac -digest SHA256 -macopt "hexkey:$hexkey" -in "$work/in" HMAC)
+    check "HMAC-SHA256, $size bytes" "$want" "$("$example" "$work/key" hmac < "$work/in")"
+    want=$(plain mac -cipher AES-256-CBC -macopt "hexkey:$hexkey" -in "$work/in" CMAC)
+    check "CMAC-AES-256, $size bytes" "$want" "$("$example" "$work/key" cmac < "$work/in")"
+    want=$(plain enc -aes-256-cbc -K "$hexkey" -iv "$iv" -in "$work/in" | od -An -v -tx1 | tr -d ' \n')
+    got=$("$example" "$work/key" cbc "$iv" < "$work/in" | od -An -v -tx1 | tr -d ' \n')
+    check "AES-256-CBC, $size bytes" "${want:0:64}...(${#want})" "${got:0:64}...(${#got})"
+    [[ $want == "$got" ]] || { echo "FAIL AES-256-CBC, $size bytes: ciphertexts differ"; fails=$((fails + 1)); }
+done
+
+# Key files that are not a raw 32-byte key are refused with a message, not used.
+head -c 31 "$work/key" > "$work/short"
+{ cat "$work/key"; echo; } > "$work/long"
+for bad in short long missing; do
+    if "$example" "$work/$bad" hmac < /dev/null > "$work/out" 2> "$work/err"; then
+        echo "FAIL $bad key file accepted"; fails=$((fails + 1))
+    else
+        echo "ok   $bad key file refused: $(head -n1 "$work/err")"
+    fi
+done
+# Without memguard the example says so instead of falling back to another provider.
+if OPENSSL_CONF=/dev/null "$example" "$work/key" hmac < /dev/null > "$work/out" 2> "$work/err"; then
+    echo "FAIL ran without memguard"; fails=$((fails + 1))
+else
+    echo "ok   without memguard: $(head -n1 "$work/err")"
+fi
+echo "$fails failure(s)"
+[[ $fails -eq 0 ]]
