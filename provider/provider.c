@@ -18,6 +18,12 @@
 #include <sodium.h>
 
 #include "provider.h"
+#if defined(MGP_HAVE_SKEYMGMT) && defined(OSSL_OP_SKEYMGMT) /* OpenSSL >= 3.5 */
+#include "skeymgmt.h" /* EVP_SKEY (OpenSSL >= 3.5): compiled out on 3.0 */
+#define MGP_SKEY(op, table) mgp_skey_extend((op), (table))
+#else
+#define MGP_SKEY(op, table) (table)
+#endif
 
 static OSSL_FUNC_core_new_error_fn *c_new_error;
 static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
@@ -252,10 +258,13 @@ static const OSSL_ALGORITHM *query_operation(void *provctx, int operation_id, in
     case OSSL_OP_MAC:
         if (withhold_symmetric(ctx, no_cache))
             return NULL;
-        return mgp_aes_available() ? mac : mac + 1;
+        return MGP_SKEY(operation_id, mgp_aes_available() ? mac : mac + 1);
     case OSSL_OP_KDF: return withhold_symmetric(ctx, no_cache) ? NULL : kdf;
     case OSSL_OP_CIPHER: /* cipher.c: AES only with AES-NI */
-        return withhold_symmetric(ctx, no_cache) ? NULL : mgp_cipher_algorithms();
+        return withhold_symmetric(ctx, no_cache) ? NULL : MGP_SKEY(operation_id, mgp_cipher_algorithms());
+#if defined(MGP_HAVE_SKEYMGMT) && defined(OSSL_OP_SKEYMGMT) /* OpenSSL >= 3.5 */
+    case OSSL_OP_SKEYMGMT: return withhold_symmetric(ctx, no_cache) ? NULL : mgp_skeymgmt_algorithms();
+#endif
     default: return NULL;
     }
 }
