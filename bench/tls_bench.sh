@@ -36,10 +36,10 @@ for key in rsa p256; do
   mg=$work/mg-$key plain=$work/plain-$key
   mkdir -p "$mg" "$plain"
   dirs+=("$mg" "$plain")
-  pm=$(tls_free_port)
-  tls_nginx_start "$mg" "$pm" "$work/$key.key" "$work/$key.crt" "$root/conf/memguard.cnf" "ssl_session_cache off; ssl_session_tickets off;"
-  pp=$(tls_free_port)
-  tls_nginx_start "$plain" "$pp" "$work/$key.key" "$work/$key.crt" /dev/null "ssl_session_cache off; ssl_session_tickets off;"
+  tls_nginx_serve "$mg" "$work/$key.key" "$work/$key.crt" "$root/conf/memguard.cnf" "ssl_session_cache off; ssl_session_tickets off;"
+  pm=$port
+  tls_nginx_serve "$plain" "$work/$key.key" "$work/$key.crt" /dev/null "ssl_session_cache off; ssl_session_tickets off;"
+  pp=$port
   rate "$pm" > /dev/null && rate "$pp" > /dev/null # warm-up
   : > "$work/m" && : > "$work/p"
   for _ in $(seq "$rounds"); do

@@ -26,10 +26,10 @@ tls_make_ca "$work"
 tls_make_key "$work" server RSA -pkeyopt rsa_keygen_bits:2048
 say "-- made a throwaway CA and an RSA-2048 key + certificate for localhost: $work/server.key (plain PEM)"
 
-port_mg=$(tls_free_port)
-tls_nginx_start "$work/mg" "$port_mg" "$work/server.key" "$work/server.crt" "$root/conf/memguard.cnf"
-port_plain=$(tls_free_port)
-tls_nginx_start "$work/plain" "$port_plain" "$work/server.key" "$work/server.crt" /dev/null
+tls_nginx_serve "$work/mg" "$work/server.key" "$work/server.crt" "$root/conf/memguard.cnf"
+port_mg=$port
+tls_nginx_serve "$work/plain" "$work/server.key" "$work/server.crt" /dev/null
+port_plain=$port
 say "-- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') with OPENSSL_CONF=conf/memguard.cnf on 127.0.0.1:$port_mg (master + 2 workers as www-data)"
 say "-- the same nginx without memguard on 127.0.0.1:$port_plain"
 say

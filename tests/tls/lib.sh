@@ -2,11 +2,30 @@
 # loopback ports, a throwaway CA with certificates, and nginx started the way a distribution runs
 # it (master as root, workers as www-data with an 8 MiB RLIMIT_MEMLOCK) under a chosen openssl.cnf.
 
-# A free loopback TCP port (nothing answers on it).
+# For the test scripts: tls_test_init MEMGUARD_SO sets $conf (the shipped conf/memguard.cnf),
+# OPENSSL_MODULES (the module's directory), $work (a fresh directory, removed by the caller's
+# trap) and the ok/bad counters that tls_test_summary reports.
+tls_test_init() {
+  conf=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../conf" && pwd)/memguard.cnf
+  export OPENSSL_MODULES
+  OPENSSL_MODULES=$(dirname "$1")
+  work=$(mktemp -d)
+  pass=0 fail=0
+}
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+tls_test_summary() { # name
+  echo "$1: $pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+}
+
+# A free loopback TCP port (nothing answers on it), below the kernel's ephemeral range so that no
+# outgoing connection holds it.
 tls_free_port() {
-  local p
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1
@@ -102,6 +121,19 @@ tls_nginx_wait_workers() {
     for p in $pids; do [[ $excluded == *" $p "* ]] && stale=1; done
     [ "$stale" = 0 ] && [ "$(echo $pids | wc -w)" -eq "$n" ] && return 0
     sleep 0.1
+  done
+  return 1
+}
+
+# tls_nginx_serve DIR KEY CRT OPENSSL_CONF [extra]: tls_nginx_start on a free port, trying another
+# port if a race took the first; sets $port.
+tls_nginx_serve() {
+  local dir=$1
+  shift
+  for _ in 1 2 3; do
+    port=$(tls_free_port) || return 1
+    tls_nginx_start "$dir" "$port" "$@" 2>/dev/null && return 0
+    tls_nginx_stop "$dir"
   done
   return 1
 }

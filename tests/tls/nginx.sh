@@ -8,21 +8,14 @@
 # Usage: nginx.sh <memguard.so> <tls_handshakes> <mg-keyscan>
 set -uo pipefail
 module=$1 load=$2 scan=$3
-here=$(cd "$(dirname "$0")" && pwd)
-conf=$(cd "$here/../../conf" && pwd)/memguard.cnf
-source "$here/lib.sh"
-export OPENSSL_MODULES
-OPENSSL_MODULES=$(dirname "$module")
-work=$(mktemp -d)
+source "$(dirname "$0")/lib.sh"
+tls_test_init "$module"
 servers=()
 cleanup() {
   for s in "${servers[@]}"; do tls_nginx_stop "$s"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 if ! command -v nginx > /dev/null; then echo "FAIL nginx is not installed (scripts/deps.sh installs it)"; exit 1; fi
 HANDSHAKES=${MG_TLS_HANDSHAKES:-3000}
@@ -90,9 +83,8 @@ serve() {
   local name=$1 extra=${2:-}
   dir=$work/nginx-$name
   mkdir -p "$dir"
-  port=$(tls_free_port)
   servers+=("$dir")
-  MEMGUARD_PROVIDER_DEBUG=1 tls_nginx_start "$dir" "$port" "$work/$name.key" "$work/$name.crt" "$conf" "$extra"
+  MEMGUARD_PROVIDER_DEBUG=1 tls_nginx_serve "$dir" "$work/$name.key" "$work/$name.crt" "$conf" "$extra"
 }
 
 # ---- the matrix ----
@@ -191,9 +183,8 @@ else bad "mTLS: nginx did not start"; fi
 for name in rsa rsatrad rsapss p256 p384 ed25519; do
   dir=$work/plain-$name
   mkdir -p "$dir"
-  port=$(tls_free_port)
   servers+=("$dir")
-  if ! tls_nginx_start "$dir" "$port" "$work/$name.key" "$work/$name.crt" /dev/null; then bad "control $name: start"; continue; fi
+  if ! tls_nginx_serve "$dir" "$work/$name.key" "$work/$name.crt" /dev/null; then bad "control $name: start"; continue; fi
   OPENSSL_CONF=/dev/null "$load" -p "$port" -n 300 -t 4 -q > /dev/null 2>&1
   pids=$(tls_nginx_pids "$dir" | tr '\n' ' ')
   without_mg[$name]=$(copies_of "$work/$name.key" $pids)
@@ -210,5 +201,4 @@ printf '  %-10s | %-16s | %-16s\n' key "with memguard" "without memguard"
 for name in rsa rsatrad rsapss p256 p256enc p384 ed25519; do
   printf '  %-10s | %-16s | %-16s\n' "$name" "${with_mg[$name]:-?}" "${without_mg[$name]:-(not run)}"
 done
-echo "tls nginx: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+tls_test_summary "tls nginx"
