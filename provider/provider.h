@@ -104,7 +104,7 @@ int mgp_key_with_params(const mgp_key *k, size_t work, mgp_params_fn fn, void *a
  * is outside what the fast path implements (the caller uses the EVP path).
  */
 #define MGP_RSA_SLOW_PATH 2
-int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
+int mgp_rsa_sign(mgp_key *k, const EVP_MD *md, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
                  unsigned char *sig, size_t *siglen, size_t sigsize);
 int mgp_rsa_decrypt(mgp_key *k, const OSSL_PARAM *params, const unsigned char *in, size_t inlen, unsigned char *out,
                     size_t *outlen, size_t outsize);

@@ -357,12 +357,12 @@ static int copy_signature(const unsigned char *y, size_t len, void *arg)
     return 1;
 }
 
-int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
+int mgp_rsa_sign(mgp_key *k, const EVP_MD *md, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
                  unsigned char *sig, size_t *siglen, size_t sigsize)
 {
     static const char *const known[] = {OSSL_SIGNATURE_PARAM_DIGEST, OSSL_SIGNATURE_PARAM_PAD_MODE,
                                         OSSL_SIGNATURE_PARAM_PSS_SALTLEN, OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL};
-    if (strcmp(k->type, "RSA") != 0 || mdname == NULL || !only_known_params(params, known))
+    if (strcmp(k->type, "RSA") != 0 || md == NULL || !only_known_params(params, known))
         return MGP_RSA_SLOW_PATH;
     int mode = pad_mode(params, RSA_PKCS1_PADDING), saltlen = 0;
     if ((mode != RSA_PKCS1_PADDING && mode != RSA_PKCS1_PSS_PADDING) ||
@@ -371,13 +371,13 @@ int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const
     struct mgp_rsa_cache *c = cache_of(k);
     if (c == NULL || atomic_load(&c->multi_prime))
         return MGP_RSA_SLOW_PATH;
-    EVP_MD *md = EVP_MD_fetch(k->prov->libctx, mdname, NULL), *mgf1 = NULL;
+    EVP_MD *mgf1 = NULL;
     unsigned char *em = NULL;
     size_t plen = 0;
-    const unsigned char *prefix = md != NULL ? digest_info(EVP_MD_get_type(md), &plen) : NULL;
+    const unsigned char *prefix = digest_info(EVP_MD_get_type(md), &plen);
     int rc = MGP_RSA_SLOW_PATH;
     /* The EVP path gives the exact errors for wrong digest lengths and unusual digests. */
-    if (md == NULL || tbslen != (size_t)EVP_MD_get_size(md) || (mode == RSA_PKCS1_PADDING && prefix == NULL))
+    if (tbslen != (size_t)EVP_MD_get_size(md) || (mode == RSA_PKCS1_PADDING && prefix == NULL))
         goto out;
     if (sigsize < c->bytes) {
         MGP_ERR(k->prov, MGP_R_BAD_ARGUMENT, "signature buffer too small");
@@ -395,7 +395,7 @@ int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const
         memcpy(t + plen, tbs, tbslen);
         padded = RSA_padding_add_PKCS1_type_1(em, (int)c->bytes, t, (int)(plen + tbslen));
     } else {
-        if ((mgf1 = fetch_md(k, params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST, mdname)) == NULL)
+        if ((mgf1 = fetch_md(k, params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST, EVP_MD_get0_name(md))) == NULL)
             goto out;
         padded = RSA_padding_add_PKCS1_PSS_mgf1(c->pub, em, tbs, md, mgf1, saltlen);
     }
@@ -410,7 +410,6 @@ int mgp_rsa_sign(mgp_key *k, const char *mdname, const OSSL_PARAM *params, const
         *siglen = c->bytes;
 out:
     OPENSSL_free(em); /* the encoded digest: public once signed */
-    EVP_MD_free(md);
     EVP_MD_free(mgf1);
     return rc;
 }
