@@ -706,6 +706,58 @@ static void test_no_key_or_schedule_outside_guarded_memory(void)
     mg_buffer_destroy(key);
 }
 
+/* ---- the vector ChaCha20 / Poly1305 themselves, against libsodium ---- */
+#include <sodium.h>
+
+#include "../../provider/chacha_simd.h"
+
+/* A message of 256 GiB would be needed to reach the last block counter through EVP; the keystream
+ * function is called there directly, with every tail length a 16-, 8- or 1-block pass can leave. */
+static void test_vector_code_matches_libsodium_at_counter_edges(void)
+{
+    enum { MAXB = 40 };
+    static unsigned char in[64 * MAXB], want[64 * MAXB], got[64 * MAXB + 1];
+    unsigned char key[32], nonce[12], b0[64], b1[64];
+    CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(nonce, sizeof nonce) == 1);
+    CU_ASSERT_FATAL(RAND_bytes(in, sizeof in) == 1);
+    int bad = 0;
+    for (size_t n = 1; n <= MAXB; n++) {
+        /* the last blocks before the counter wraps (RFC 8439's limit), and the 2^31 sign edge */
+        uint32_t starts[] = {(uint32_t)(UINT32_MAX - n + 1), UINT32_C(0x7ffffff0), 1};
+        for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+            CU_ASSERT_FATAL(crypto_stream_chacha20_ietf_xor_ic(want, in, 64 * n, nonce, starts[i], key) == 0);
+            memset(got, 0, sizeof got);
+            mgp_chacha20_xor_blocks(key, nonce, starts[i], in, got, n);
+            bad += memcmp(got, want, 64 * n) != 0 || got[64 * n] != 0; /* nothing written past n blocks */
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    mgp_chacha20_blocks01(key, nonce, b0, b1);
+    CU_ASSERT_FATAL(crypto_stream_chacha20_ietf(want, 128, nonce, key) == 0);
+    CU_ASSERT(memcmp(b0, want, 64) == 0 && memcmp(b1, want + 64, 64) == 0);
+
+    if (!mgp_poly1305_ifma()) {
+        printf("    no AVX-512 IFMA: the Poly1305 half is libsodium's own, not tested here\n");
+        return;
+    }
+    /* Poly1305: every length to 700 bytes (8-block steps, single blocks, a short last block), fed in random pieces. */
+    static unsigned char st[MGP_POLY1305_STATE_BYTES] __attribute__((aligned(16)));
+    unsigned char tag[16], ref[16], cuts[2];
+    bad = 0;
+    for (size_t len = 0; len <= 700 && len <= sizeof in; len++) {
+        CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(cuts, sizeof cuts) == 1);
+        size_t c1 = len == 0 ? 0 : cuts[0] % (len + 1), c2 = c1 + (len - c1 == 0 ? 0 : (size_t)cuts[1] * 3 % (len - c1 + 1));
+        mgp_poly1305_init(st, key);
+        mgp_poly1305_update(st, in, c1);
+        mgp_poly1305_update(st, in + c1, c2 - c1);
+        mgp_poly1305_update(st, in + c2, len - c2);
+        mgp_poly1305_final(st, tag);
+        CU_ASSERT_FATAL(crypto_onetimeauth_poly1305(ref, in, len, key) == 0);
+        bad += memcmp(tag, ref, 16) != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 static CU_TestInfo cipher_tests[] = {
     {"unqualified fetch stays on the default provider", test_unqualified_fetch_stays_on_default},
     {"cipher info params match the default provider", test_info_params_match_default},
@@ -716,6 +768,7 @@ static CU_TestInfo cipher_tests[] = {
     {"contexts in six threads", test_contexts_in_threads},
     {"bad input fails cleanly", test_bad_input_fails_cleanly},
     {"no key or AES schedule outside guarded memory", test_no_key_or_schedule_outside_guarded_memory},
+    {"vector ChaCha20/Poly1305 match libsodium at counter edges", test_vector_code_matches_libsodium_at_counter_edges},
     CU_TEST_INFO_NULL,
 };
 
