@@ -3,7 +3,7 @@
 if(NOT MG_SANITIZE)
   find_package(Threads REQUIRED)
   # The vector ChaCha20/Poly1305 are compiled in too: their 32-bit counter edge is tested directly.
-  add_executable(test_cipher test_cipher.c ${PROJECT_SOURCE_DIR}/provider/chacha20_simd.c
+  add_executable(test_cipher test_cipher.c memscan.c ${PROJECT_SOURCE_DIR}/provider/chacha20_simd.c
                  ${PROJECT_SOURCE_DIR}/provider/poly1305_simd.c)
   target_link_libraries(test_cipher PRIVATE memguard_static mgt_harness OpenSSL::Crypto Threads::Threads
                         PkgConfig::SODIUM)

@@ -2,7 +2,7 @@
 # Like the other provider tests, not under the sanitizers (the system libcrypto loads the module).
 if(NOT MG_SANITIZE)
   find_package(Threads REQUIRED)
-  add_executable(test_mac test_mac.c)
+  add_executable(test_mac test_mac.c memscan.c)
   target_link_libraries(test_mac PRIVATE memguard_static mgt_harness OpenSSL::Crypto Threads::Threads)
   add_dependencies(test_mac memguard_provider)
   # The routing test writes its own configurations (both provider orders) around this module.
@@ -13,7 +13,7 @@ if(NOT MG_SANITIZE)
 endif()
 # CMAC (EVP_MAC) on memguard's AES-NI code.
 if(NOT MG_SANITIZE)
-  add_executable(test_cmac test_cmac.c)
+  add_executable(test_cmac test_cmac.c memscan.c)
   target_link_libraries(test_cmac PRIVATE memguard_static mgt_harness OpenSSL::Crypto)
   add_dependencies(test_cmac memguard_provider)
   add_test(NAME provider.cmac COMMAND test_cmac)

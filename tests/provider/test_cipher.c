@@ -13,13 +13,10 @@
  *   context lives, and in OpenSSL's heap when the default provider is used.
  * Run with OPENSSL_CONF pointing at a configuration that loads memguard.
  */
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -31,6 +28,7 @@
 #include <memguard/memguard.h>
 
 #include "../core/harness.h"
+#include "memscan.h"
 
 static const char *const names[] = {"AES-128-GCM", "AES-256-GCM", "AES-256-CTR", "AES-256-CBC", "ChaCha20-Poly1305"};
 #define N_ALGS (sizeof names / sizeof names[0])
@@ -555,90 +553,23 @@ static void expand_key256(const unsigned char key[32], unsigned char w[240])
 }
 
 #define WINDOW 16
-struct needle {
-    unsigned char masked[WINDOW], mask[WINDOW];
-};
-static struct needle needles[20];
+static memscan_needle needles[20];
 static size_t n_needles;
 
 static void add_needle(const unsigned char *v)
 {
-    struct needle *nd = &needles[n_needles++];
-    CU_ASSERT_FATAL(mg_scramble(nd->mask, WINDOW) == MG_OK);
-    for (int j = 0; j < WINDOW; j++)
-        nd->masked[j] = v[j] ^ nd->mask[j];
+    char name[16];
+    snprintf(name, sizeof name, "round key %zu", n_needles);
+    CU_ASSERT_FATAL(n_needles < sizeof needles / sizeof needles[0] &&
+                    memscan_needle_init(&needles[n_needles++], name, v, WINDOW, false));
 }
 
-static size_t count_in(const unsigned char *p, size_t n, const struct needle *nd)
-{
-    size_t hits = 0;
-    unsigned char first = nd->masked[0] ^ nd->mask[0];
-    for (size_t i = 0; i + WINDOW <= n; i++) {
-        if (p[i] != first)
-            continue;
-        size_t j = 1;
-        while (j < WINDOW && p[i + j] == (unsigned char)(nd->masked[j] ^ nd->mask[j]))
-            j++;
-        hits += j == WINDOW;
-    }
-    return hits;
-}
-
-/*
- * Count needle hits in every readable mapping, split into guarded memory
- * (memguard maps it MADV_DONTDUMP: VmFlags "dd") and everything else.
- */
+/* Hits of all needles, in guarded memory and everywhere else. */
 static void scan(size_t *guarded, size_t *elsewhere)
 {
-    *guarded = *elsewhere = 0;
-    FILE *smaps = fopen("/proc/self/smaps", "r");
-    int mem = open("/proc/self/mem", O_RDONLY);
-    const size_t chunk = 1 << 20;
-    unsigned char *buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CU_ASSERT_FATAL(smaps != NULL && mem >= 0 && buf != MAP_FAILED);
-    /* Collect the mappings first: reading smaps while scanning would change the heap under us. */
-    static struct {
-        unsigned long lo, hi;
-        int readable, dd;
-    } maps[4096];
-    size_t n = 0;
-    char line[512];
-    while (fgets(line, sizeof line, smaps) != NULL) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strchr(line, '-') < strchr(line, ' ')) {
-            if (n < sizeof maps / sizeof maps[0]) {
-                maps[n].lo = lo, maps[n].hi = hi, maps[n].readable = perms[0] == 'r' && !strstr(line, "[vvar") &&
-                                                                      !strstr(line, "[vsyscall]");
-                maps[n].dd = 0;
-                n++;
-            }
-        } else if (strncmp(line, "VmFlags:", 8) == 0 && n > 0) {
-            maps[n - 1].dd = strstr(line, " dd") != NULL;
-        }
-    }
-    fclose(smaps);
-    for (size_t m = 0; m < n; m++) {
-        if (!maps[m].readable || maps[m].lo == (unsigned long)buf)
-            continue;
-        for (unsigned long at = maps[m].lo; at < maps[m].hi; at += chunk - WINDOW) {
-            size_t want = maps[m].hi - at < chunk ? maps[m].hi - at : chunk;
-            ssize_t got = pread(mem, buf, want, (off_t)at);
-            if (got <= 0)
-                break;
-            for (size_t k = 0; k < n_needles; k++) {
-                /* Overlapping reads by WINDOW-1... count only starts before the overlap tail. */
-                size_t h = count_in(buf, (size_t)got, &needles[k]);
-                if ((size_t)got == chunk)
-                    h -= count_in(buf + chunk - WINDOW, WINDOW, &needles[k]);
-                *(maps[m].dd ? guarded : elsewhere) += h;
-            }
-            if ((size_t)got < chunk)
-                break;
-        }
-    }
-    munmap(buf, chunk);
-    close(mem);
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
+    *guarded = memscan_total(needles, 0, n_needles, true);
+    *elsewhere = memscan_total(needles, 0, n_needles, false);
 }
 
 static void use_cipher(const EVP_CIPHER *c, const unsigned char *key, EVP_CIPHER_CTX **keep)

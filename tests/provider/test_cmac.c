@@ -9,13 +9,10 @@
  *     CMAC leaves its round keys in the heap).
  * Run with OPENSSL_CONF pointing at a configuration that loads memguard after default.
  */
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -27,6 +24,7 @@
 
 #include "../core/harness.h"
 #include "check.h"
+#include "memscan.h"
 
 #define MG "provider=memguard"
 #define DF "provider=default"
@@ -286,100 +284,20 @@ static void expand_key256(const unsigned char key[32], unsigned char w[240])
 
 #define WINDOW 16
 
-struct needle {
-    unsigned char masked[WINDOW], mask[WINDOW];
-    size_t guarded, elsewhere;
-};
-
-static struct needle needles[40];
+static memscan_needle needles[40];
 static size_t n_needles;
 
-/* Kept masked, so that the needle list itself is not a copy of the secret. */
 static void add_needle(const unsigned char *v)
 {
-    struct needle *nd = &needles[n_needles++];
-    CU_ASSERT_FATAL(mg_scramble(nd->mask, WINDOW) == MG_OK);
-    for (size_t j = 0; j < WINDOW; j++)
-        nd->masked[j] = v[j] ^ nd->mask[j];
-    nd->guarded = nd->elsewhere = 0;
-}
-
-struct range {
-    unsigned long lo, hi;
-    bool guarded;
-};
-
-/* Guarded buffers are exactly the mappings that are both mlocked and MADV_DONTDUMP. */
-static size_t read_ranges(struct range *r, size_t cap)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    CU_ASSERT_FATAL(f != NULL);
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strchr(line, ':') != NULL &&
-            strncmp(line, "VmFlags", 7) != 0) {
-            if (n < cap)
-                r[n++] = (struct range){lo, hi, false};
-        } else if (strncmp(line, "VmFlags:", 8) == 0 && n > 0) {
-            r[n - 1].guarded = strstr(line, " lo") != NULL && strstr(line, " dd") != NULL;
-        }
-    }
-    fclose(f);
-    return n;
-}
-
-static void scan(void)
-{
-    static struct range ranges[8192];
-    size_t nr = read_ranges(ranges, sizeof ranges / sizeof ranges[0]);
-    const size_t chunk = 1 << 20;
-    unsigned char *buf = mmap(NULL, chunk + WINDOW, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    int mem = open("/proc/self/mem", O_RDONLY);
-    CU_ASSERT_FATAL(buf != MAP_FAILED && mem >= 0);
-    for (size_t k = 0; k < n_needles; k++)
-        needles[k].guarded = needles[k].elsewhere = 0;
-    for (size_t r = 0; r < nr; r++) {
-        if (ranges[r].lo == (unsigned long)buf)
-            continue;
-        for (unsigned long at = ranges[r].lo; at < ranges[r].hi; at += chunk) {
-            size_t want = ranges[r].hi - at < chunk + WINDOW ? ranges[r].hi - at : chunk + WINDOW;
-            ssize_t got = pread(mem, buf, want, (off_t)at);
-            if (got <= 0)
-                break; /* unreadable ([vvar], PROT_NONE guard pages) */
-            size_t limit = (size_t)got > chunk ? chunk : (size_t)got;
-            for (size_t k = 0; k < n_needles; k++) {
-                struct needle *nd = &needles[k];
-                unsigned char first = nd->masked[0] ^ nd->mask[0];
-                for (size_t i = 0; i < limit && i + WINDOW <= (size_t)got; i++) {
-                    if (buf[i] != first)
-                        continue;
-                    size_t j = 1;
-                    while (j < WINDOW && buf[i + j] == (unsigned char)(nd->masked[j] ^ nd->mask[j]))
-                        j++;
-                    if (j == WINDOW) {
-                        *(ranges[r].guarded ? &nd->guarded : &nd->elsewhere) += 1;
-                        if (getenv("MGT_SCAN_VERBOSE") != NULL) /* where each hit is, for diagnosis */
-                            fprintf(stderr, "    needle %zu at %#lx (%s mapping %lx-%lx)\n", k, at + i,
-                                    ranges[r].guarded ? "guarded" : "ordinary", ranges[r].lo, ranges[r].hi);
-                    }
-                }
-            }
-        }
-    }
-    mg_wipe(buf, chunk + WINDOW);
-    munmap(buf, chunk + WINDOW);
-    close(mem);
+    char name[16];
+    snprintf(name, sizeof name, "needle %zu", n_needles);
+    CU_ASSERT_FATAL(n_needles < sizeof needles / sizeof needles[0] &&
+                    memscan_needle_init(&needles[n_needles++], name, v, WINDOW, false));
 }
 
 static size_t total(size_t first, size_t last, bool guarded)
 {
-    size_t s = 0;
-    for (size_t k = first; k < last; k++)
-        s += guarded ? needles[k].guarded : needles[k].elsewhere;
-    return s;
+    return memscan_total(needles, first, last, guarded);
 }
 
 /* Needles: round keys 0..14 of key (0-1 are the key itself), then K1 and K2. */
@@ -444,7 +362,7 @@ static void test_no_key_schedule_or_subkeys_outside_guarded_memory(void)
     mg_buffer_destroy(k);
     mg_buffer_destroy(kc);
 
-    scan();
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     fprintf(stderr, "\n  contexts live: memguard round keys + K1/K2: guarded %zu, elsewhere %zu; "
                     "default provider (control) round keys: guarded %zu, elsewhere %zu\n",
             total(0, ours, true), total(0, ours, false), total(ours, n_needles, true),
@@ -457,7 +375,7 @@ static void test_no_key_schedule_or_subkeys_outside_guarded_memory(void)
     EVP_MAC_CTX_free(c);
     EVP_MAC_CTX_free(d);
     EVP_MAC_CTX_free(ctl);
-    scan();
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     fprintf(stderr, "  contexts freed: memguard round keys + K1/K2: guarded %zu, elsewhere %zu\n",
             total(0, ours, true), total(0, ours, false));
     CU_ASSERT(total(0, ours, false) + total(0, ours, true) == 0); /* nowhere at all */

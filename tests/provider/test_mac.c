@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -34,6 +33,7 @@
 #include <memguard/memguard.h>
 
 #include "../core/harness.h"
+#include "memscan.h"
 
 #define MG "provider=memguard"
 #define DF "provider=default"
@@ -791,23 +791,14 @@ static void test_unqualified_fetches_get_the_default_provider(void)
 
 #define WINDOW 24
 
-struct needle {
-    char name[64];
-    unsigned char masked[WINDOW], mask[WINDOW];
-    size_t guarded, unguarded;
-};
-
-static struct needle needles[32];
+static memscan_needle needles[32];
 static size_t n_needles;
 
 /* A window of v (from off) as a needle; the plain bytes stay in the caller's guarded buffer. */
-static void add_needle(const char *name, const unsigned char *v, size_t off, bool reverse)
+static void add_needle(const char *name, const unsigned char *v, size_t off)
 {
-    struct needle *nd = &needles[n_needles++];
-    snprintf(nd->name, sizeof nd->name, "%s%s", name, reverse ? " (byte-reversed)" : "");
-    CU_ASSERT_FATAL(mg_scramble(nd->mask, WINDOW) == MG_OK);
-    for (size_t j = 0; j < WINDOW; j++)
-        nd->masked[j] = (reverse ? v[off + WINDOW - 1 - j] : v[off + j]) ^ nd->mask[j];
+    CU_ASSERT_FATAL(n_needles < sizeof needles / sizeof needles[0] &&
+                    memscan_needle_init(&needles[n_needles++], name, v + off, WINDOW, false));
 }
 
 /* 32-bit words of a SHA-256 chaining value as big-endian bytes (the digest's own byte order). */
@@ -830,116 +821,27 @@ static void hmac_needles(const char *who, const unsigned char *key)
     SHA256_CTX *ci = (SHA256_CTX *)(void *)(blk + 64), *co = ci + 1;
     char name[48];
     snprintf(name, sizeof name, "%s key", who);
-    add_needle(name, key, 8, false);
+    add_needle(name, key, 8);
     for (int pad = 0; pad < 2; pad++) {
         SHA256_CTX *c = pad == 0 ? ci : co;
         for (int i = 0; i < 64; i++)
             blk[i] = (unsigned char)((i < 40 ? key[i] : 0) ^ (pad == 0 ? 0x36 : 0x5c));
         snprintf(name, sizeof name, "%s K^%s", who, pad == 0 ? "ipad" : "opad");
-        add_needle(name, blk, 8, false);
+        add_needle(name, blk, 8);
         SHA256_Init(c);
         SHA256_Update(c, blk, 64);
         snprintf(name, sizeof name, "%s SHA-256 state after K^%s", who, pad == 0 ? "ipad" : "opad");
-        add_needle(name, (const unsigned char *)c->h, 4, false);
+        add_needle(name, (const unsigned char *)c->h, 4);
         words_be(c, be);
         snprintf(name, sizeof name, "%s SHA-256 state after K^%s (BE)", who, pad == 0 ? "ipad" : "opad");
-        add_needle(name, be, 4, false);
+        add_needle(name, be, 4);
     }
     mg_buffer_destroy(b);
 }
 
-struct range {
-    unsigned long lo, hi;
-    bool guarded;
-};
-
-/* Guarded buffers are exactly the mappings that are both mlocked and MADV_DONTDUMP. */
-static size_t read_ranges(struct range *r, size_t cap)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    CU_ASSERT_FATAL(f != NULL);
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strchr(line, ':') != NULL &&
-            strncmp(line, "VmFlags", 7) != 0) {
-            if (n < cap)
-                r[n++] = (struct range){lo, hi, false};
-        } else if (strncmp(line, "VmFlags:", 8) == 0 && n > 0) {
-            r[n - 1].guarded = strstr(line, " lo") != NULL && strstr(line, " dd") != NULL;
-        }
-    }
-    fclose(f);
-    return n;
-}
-
-static bool is_guarded(const struct range *r, size_t n, unsigned long addr)
-{
-    for (size_t i = 0; i < n; i++)
-        if (addr >= r[i].lo && addr < r[i].hi)
-            return r[i].guarded;
-    return false;
-}
-
-/* Scan every readable mapping for every needle, counting hits inside and outside guarded mappings. */
-static void scan(void)
-{
-    static struct range ranges[8192];
-    size_t nr = read_ranges(ranges, sizeof ranges / sizeof ranges[0]);
-    const size_t chunk = 1 << 20;
-    unsigned char *buf = mmap(NULL, chunk + WINDOW, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    FILE *maps = fopen("/proc/self/maps", "r");
-    int mem = open("/proc/self/mem", O_RDONLY);
-    CU_ASSERT_FATAL(buf != MAP_FAILED && maps != NULL && mem >= 0);
-    for (size_t k = 0; k < n_needles; k++)
-        needles[k].guarded = needles[k].unguarded = 0;
-    char line[512];
-    while (fgets(line, sizeof line, maps) != NULL) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-            continue;
-        if (strstr(line, "[vvar") || strstr(line, "[vsyscall]") || lo == (unsigned long)buf)
-            continue;
-        for (unsigned long at = lo; at < hi; at += chunk) {
-            size_t want = hi - at < chunk + WINDOW ? hi - at : chunk + WINDOW;
-            ssize_t got = pread(mem, buf, want, (off_t)at);
-            if (got <= 0)
-                break;
-            size_t limit = (size_t)got > chunk ? chunk : (size_t)got; /* starts in this chunk only */
-            for (size_t k = 0; k < n_needles; k++) {
-                struct needle *nd = &needles[k];
-                unsigned char first = nd->masked[0] ^ nd->mask[0];
-                for (size_t i = 0; i < limit && i + WINDOW <= (size_t)got; i++) {
-                    if (buf[i] != first)
-                        continue;
-                    size_t j = 1;
-                    while (j < WINDOW && buf[i + j] == (unsigned char)(nd->masked[j] ^ nd->mask[j]))
-                        j++;
-                    if (j == WINDOW) {
-                        if (is_guarded(ranges, nr, at + i))
-                            nd->guarded++;
-                        else
-                            nd->unguarded++;
-                    }
-                }
-            }
-        }
-    }
-    mg_wipe(buf, chunk + WINDOW);
-    munmap(buf, chunk + WINDOW);
-    fclose(maps);
-    close(mem);
-}
-
 static size_t sum(size_t first, size_t last, bool guarded)
 {
-    size_t s = 0;
-    for (size_t k = first; k < last; k++)
-        s += guarded ? needles[k].guarded : needles[k].unguarded;
-    return s;
+    return memscan_total(needles, first, last, guarded);
 }
 
 static void report(const char *when, size_t first, size_t last)
@@ -947,7 +849,7 @@ static void report(const char *when, size_t first, size_t last)
     fprintf(stderr, "  %s:\n", when);
     for (size_t k = first; k < last; k++)
         fprintf(stderr, "    %-55s guarded %zu, elsewhere %zu\n", needles[k].name, needles[k].guarded,
-                needles[k].unguarded);
+                needles[k].elsewhere);
 }
 
 static void test_no_key_or_padded_state_outside_guarded_memory(void)
@@ -960,8 +862,8 @@ static void test_no_key_or_padded_state_outside_guarded_memory(void)
     hmac_needles("EVP_MAC", mg_buffer_data(k1));
     hmac_needles("EVP_PKEY", mg_buffer_data(k2));
     size_t ours = n_needles;
-    add_needle("HKDF key", mg_buffer_data(ikm), 8, false);
-    add_needle("PBKDF2 password", mg_buffer_data(pass), 8, false);
+    add_needle("HKDF key", mg_buffer_data(ikm), 8);
+    add_needle("PBKDF2 password", mg_buffer_data(pass), 8);
     size_t kdfs = n_needles;
     hmac_needles("default provider (control)", mg_buffer_data(k3));
 
@@ -1000,7 +902,7 @@ static void test_no_key_or_padded_state_outside_guarded_memory(void)
     mg_buffer_destroy(ikm);
     mg_buffer_destroy(pass);
 
-    scan();
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     report("contexts live", 0, n_needles);
     CU_ASSERT(sum(0, kdfs, false) == 0);              /* nothing of ours outside guarded memory */
     /* Needles per key: 0 key, 1 K^ipad, 2-3 state after it, 4 K^opad, 5-6 state after it. */
@@ -1012,7 +914,7 @@ static void test_no_key_or_padded_state_outside_guarded_memory(void)
     EVP_MD_CTX_free(s);
     EVP_PKEY_free(pk);
     EVP_MAC_CTX_free(ctl);
-    scan();
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     report("contexts and keys freed", 0, ours + 2);
     CU_ASSERT(sum(0, kdfs, false) + sum(0, kdfs, true) == 0); /* nowhere at all */
 }

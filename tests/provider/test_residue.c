@@ -12,11 +12,9 @@
  * Run with OPENSSL_CONF pointing at a configuration that loads memguard.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -26,16 +24,11 @@
 #include <memguard/memguard.h>
 
 #include "../core/harness.h"
+#include "memscan.h"
 
 #define WINDOW 24 /* bytes compared per needle: a window from the middle of each component */
 
-struct needle {
-    char name[48];
-    unsigned char masked[WINDOW];
-    unsigned char mask[WINDOW];
-};
-
-static struct needle needles[64];
+static memscan_needle needles[64];
 static size_t n_needles;
 static char workdir[] = "/tmp/mgt-residue-XXXXXX";
 
@@ -57,14 +50,11 @@ static void add_component(const char *name, unsigned char *v, size_t n)
     }
     size_t mid = (n - WINDOW) / 2;
     for (int le = 0; le < 2; le++) {
-        struct needle *nd = &needles[n_needles++];
-        snprintf(nd->name, sizeof nd->name, "%s (%s)", name, le ? "little-endian" : "big-endian");
-        if (mg_scramble(nd->mask, WINDOW) != MG_OK)
+        char label[48];
+        snprintf(label, sizeof label, "%s (%s)", name, le ? "little-endian" : "big-endian");
+        /* little-endian: the same bytes counted from the other end, reversed */
+        if (!memscan_needle_init(&needles[n_needles++], label, le ? v + n - mid - WINDOW : v + mid, WINDOW, le))
             abort();
-        for (size_t j = 0; j < WINDOW; j++) {
-            unsigned char b = le ? v[n - 1 - (mid + j)] : v[mid + j];
-            nd->masked[j] = b ^ nd->mask[j];
-        }
     }
     mg_wipe(v, n);
 }
@@ -108,57 +98,6 @@ static int needles_from(const char *keyfile)
     mg_wipe(val, sizeof val);
     pclose(p);
     return n_needles > before;
-}
-
-/* Count occurrences of needle k in [p, p+n). */
-static size_t count_in(const unsigned char *p, size_t n, const struct needle *nd)
-{
-    size_t hits = 0;
-    unsigned char first = nd->masked[0] ^ nd->mask[0];
-    for (size_t i = 0; i + WINDOW <= n; i++) {
-        if (p[i] != first)
-            continue;
-        size_t j = 1;
-        while (j < WINDOW && p[i + j] == (unsigned char)(nd->masked[j] ^ nd->mask[j]))
-            j++;
-        hits += j == WINDOW;
-    }
-    return hits;
-}
-
-/* Scan every readable mapping of this process; hits[k] counts needle k from first to last. */
-static void scan(size_t first, size_t last, size_t *hits)
-{
-    const size_t chunk = 1 << 20;
-    unsigned char *buf = mmap(NULL, chunk + WINDOW, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    FILE *maps = fopen("/proc/self/maps", "r");
-    int mem = open("/proc/self/mem", O_RDONLY);
-    CU_ASSERT_FATAL(buf != MAP_FAILED && maps != NULL && mem >= 0);
-    char line[512];
-    while (fgets(line, sizeof line, maps) != NULL) {
-        unsigned long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-            continue;
-        if (strstr(line, "[vvar") || strstr(line, "[vsyscall]") || lo == (unsigned long)buf)
-            continue;
-        for (unsigned long at = lo; at < hi; at += chunk) {
-            size_t want = hi - at < chunk + WINDOW ? hi - at : chunk + WINDOW;
-            ssize_t got = pread(mem, buf, want, (off_t)at);
-            if (got <= 0)
-                break;
-            for (size_t k = first; k < last; k++)
-                hits[k] += count_in(buf, (size_t)got < chunk + WINDOW ? (size_t)got : chunk + WINDOW, &needles[k]);
-            /* Windows that straddle a chunk boundary are counted once: the next read starts at +chunk. */
-            if ((size_t)got > chunk)
-                for (size_t k = first; k < last; k++)
-                    hits[k] -= count_in(buf + chunk, (size_t)got - chunk, &needles[k]);
-        }
-    }
-    mg_wipe(buf, chunk + WINDOW);
-    munmap(buf, chunk + WINDOW);
-    fclose(maps);
-    close(mem);
 }
 
 static EVP_PKEY *load(const char *path, OSSL_LIB_CTX *libctx)
@@ -232,14 +171,14 @@ static void test_no_private_component_in_memory_after_use(void)
         CU_ASSERT_TRUE_FATAL(prov != NULL && strcmp(OSSL_PROVIDER_get0_name(prov), "memguard") == 0);
         CU_ASSERT_TRUE(use(keys[t], types[t][0]));
     }
-    size_t hits[64] = {0};
-    scan(0, n_needles, hits);
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     size_t total = 0;
     printf("\n");
     for (int t = 0; t < 4; t++) {
         for (size_t k = start[t]; k < start[t + 1]; k++) {
-            printf("    memguard %-8s %-36s %zu\n", types[t][0], needles[k].name, hits[k]);
-            total += hits[k];
+            size_t hits = needles[k].guarded + needles[k].elsewhere;
+            printf("    memguard %-8s %-36s %zu\n", types[t][0], needles[k].name, hits);
+            total += hits;
         }
     }
     CU_ASSERT_EQUAL(total, 0);
@@ -252,12 +191,10 @@ static void test_no_private_component_in_memory_after_use(void)
         plain_keys[t] = load(path[t], plain);
         CU_ASSERT_PTR_NOT_NULL_FATAL(plain_keys[t]);
     }
-    size_t control[64] = {0};
-    scan(0, n_needles, control);
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     for (int t = 0; t < 4; t++) {
-        size_t found = 0;
-        for (size_t k = start[t]; k < start[t + 1]; k++)
-            found += control[k];
+        size_t found = memscan_total(needles, start[t], start[t + 1], true) +
+                       memscan_total(needles, start[t], start[t + 1], false);
         printf("    without memguard: %-8s components found %zu times\n", types[t][0], found);
         CU_ASSERT_TRUE(found > 0);
     }
