@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -29,16 +28,12 @@
 
 #include <memguard/memguard.h>
 
-#ifndef BENCH_BUILD_TYPE
-#define BENCH_BUILD_TYPE "unknown"
-#endif
+#include "harness.h"
+
 #ifndef BENCH_PROVIDER_MODULE
 #define BENCH_PROVIDER_MODULE ""
 #endif
 
-#define NBATCH 15
-
-static double batch_ns = 20e6;
 static OSSL_LIB_CTX *lib;
 
 static _Noreturn void die(const char *what)
@@ -46,20 +41,6 @@ static _Noreturn void die(const char *what)
     fprintf(stderr, "bench_cipher: %s failed\n", what);
     ERR_print_errors_fp(stderr);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        die("clock_gettime");
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* ---- one record ---- */
@@ -120,52 +101,6 @@ static void side_free(side *s)
     free(s->out);
 }
 
-/* ---- timing harness: fn(arg) once per operation ---- */
-
-typedef void (*op_fn)(void *arg);
-
-static size_t calibrate(op_fn fn, void *arg)
-{
-    size_t n = 1;
-    for (;;) {
-        uint64_t t0 = now_ns();
-        for (size_t i = 0; i < n; i++)
-            fn(arg);
-        double dt = (double)(now_ns() - t0);
-        if (dt > batch_ns / 4)
-            return (size_t)((double)n * batch_ns / dt) + 1;
-        n *= 4;
-    }
-}
-
-static double batch(op_fn fn, void *arg, size_t n)
-{
-    uint64_t t0 = now_ns();
-    for (size_t i = 0; i < n; i++)
-        fn(arg);
-    return (double)(now_ns() - t0) / (double)n;
-}
-
-/* Median ns per operation of a and b, interleaved. */
-static void compare(op_fn fa, void *a, op_fn fb, void *b, double *ma, double *mb)
-{
-    size_t na = calibrate(fa, a), nb = calibrate(fb, b);
-    double ta[NBATCH], tb[NBATCH];
-    for (int i = 0; i < NBATCH; i++) {
-        if (i % 2 == 0) {
-            ta[i] = batch(fa, a, na);
-            tb[i] = batch(fb, b, nb);
-        } else {
-            tb[i] = batch(fb, b, nb);
-            ta[i] = batch(fa, a, na);
-        }
-    }
-    qsort(ta, NBATCH, sizeof ta[0], cmp_double);
-    qsort(tb, NBATCH, sizeof tb[0], cmp_double);
-    *ma = ta[NBATCH / 2];
-    *mb = tb[NBATCH / 2];
-}
-
 static void op_record(void *arg)
 {
     record(arg);
@@ -192,14 +127,10 @@ static void row(const char *alg, int enc, size_t len, double target)
     if (memcmp(m.out, d.out, len) != 0 || (m.aead && enc && memcmp(m.tag, d.tag, 16) != 0))
         die("cross-check (memguard and default disagree)");
     double tm, td;
-    compare(op_record, &m, op_record, &d, &tm, &td);
-    double r = tm / td;
+    bench_compare(op_record, &m, op_record, &d, &tm, &td);
     char label[64];
     snprintf(label, sizeof label, "%s %s", alg, enc ? "encrypt" : "decrypt");
-    printf("%-32s %7zu B %10.0f ns %10.0f ns %7.2fx", label, len, tm, td, r);
-    if (target > 0)
-        printf("  (target <= %.2fx: %s)", target, r <= target ? "PASS" : "MISS");
-    printf("\n");
+    bench_ratio_row(32, 7, label, len, tm, td, target);
     side_free(&m);
     side_free(&d);
 }
@@ -243,14 +174,16 @@ static void op_fresh(void *arg)
 int main(int argc, char **argv)
 {
     const char *module = BENCH_PROVIDER_MODULE;
+    bench_timing.batch_ns = 20e6;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
-            batch_ns = 2e6;
+            bench_timing.batch_ns = 2e6;
         else if (argv[i][0] != '-')
             module = argv[i];
         else
             return fprintf(stderr, "usage: bench_cipher [--quick] [MODULE]\n"), 2;
     }
+    bench_timing.calib_ns = bench_timing.batch_ns / 4;
     if (mg_init() != MG_OK)
         die("mg_init");
     lib = OSSL_LIB_CTX_new();
@@ -258,7 +191,7 @@ int main(int argc, char **argv)
         die("loading the providers");
 
     printf("bench_cipher (%s build, %s): median of %d interleaved batches per row\n", BENCH_BUILD_TYPE,
-           OpenSSL_version(OPENSSL_VERSION), NBATCH);
+           OpenSSL_version(OPENSSL_VERSION), BENCH_NBATCH);
     printf("one op = re-init with a new IV + 13 B AAD + update + final + tag, on a reused context\n\n");
     printf("%-32s %9s %13s %13s %8s\n", "operation", "size", "memguard", "default", "ratio");
     static const size_t sizes[] = {64, 1024, 16384};
@@ -278,7 +211,7 @@ int main(int argc, char **argv)
     if (e == NULL || b == NULL)
         die("enclave/buffer");
     double t1, t2;
-    compare(op_unseal, e, op_melt_freeze, b, &t1, &t2);
+    bench_compare(op_unseal, e, op_melt_freeze, b, &t1, &t2);
     printf("  unseal a 32 B key per call (mg_enclave_with)      %8.0f ns\n", t1);
     printf("  melt + freeze the key buffer per call (2 mprotect) %8.0f ns\n", t2);
     mg_enclave_free(e);
@@ -289,7 +222,7 @@ int main(int argc, char **argv)
     fd.c = EVP_CIPHER_fetch(lib, "AES-256-GCM", "provider=default");
     if (fm.c == NULL || fd.c == NULL)
         die("fetch");
-    compare(op_fresh, &fm, op_fresh, &fd, &t1, &t2);
+    bench_compare(op_fresh, &fm, op_fresh, &fd, &t1, &t2);
     printf("  a fresh context per 64 B message (new+key+free)    %8.0f ns vs %.0f ns default (%.2fx)\n", t1, t2,
            t1 / t2);
     EVP_CIPHER_free(fm.c);

@@ -28,21 +28,8 @@
 
 #include <memguard/memguard.h>
 
-#ifndef BENCH_BUILD_TYPE
-#define BENCH_BUILD_TYPE "unknown"
-#endif
+#include "harness.h"
 
-#if defined(__clang__)
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define COMPILER "clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
-#elif defined(__GNUC__)
-#define COMPILER "gcc " __VERSION__
-#else
-#define COMPILER "unknown compiler"
-#endif
-
-#define NBATCH 15
 #define KIB 1024u
 #define CHUNK MG_STREAM_CHUNK /* 16 KiB */
 #define NONCE crypto_secretbox_NONCEBYTES
@@ -55,8 +42,6 @@
 
 static struct {
     bool quick;
-    double batch_ns;   /* target duration of one batch */
-    double calib_ns;   /* calibration stops once a trial takes this long */
     double thread_ns;  /* duration of one scaling run */
     int thread_rounds; /* scaling runs per configuration (median taken) */
 } cfg;
@@ -77,16 +62,6 @@ static _Noreturn void die_base(const char *what)
 {
     fprintf(stderr, "bench_core: baseline %s failed\n", what);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        perror("bench_core: clock_gettime(CLOCK_MONOTONIC)");
-        exit(1);
-    }
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- shared fixtures ---- */
@@ -139,8 +114,6 @@ static void fixture_free(struct fixture *f)
 }
 
 /* ---- the operations: each runs n iterations ---- */
-
-typedef void (*op_fn)(void *ctx, size_t n);
 
 static void op_mg_buffer(void *ctx, size_t n)
 {
@@ -331,68 +304,6 @@ static void op_sodium_memcmp(void *ctx, size_t n)
     sink += acc;
 }
 
-/* ---- measurement ---- */
-
-struct sample {
-    double med, q1, q3; /* ns per operation over the batches */
-    size_t n;           /* operations per batch */
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void summarise(double *v, size_t count, size_t n, struct sample *s)
-{
-    qsort(v, count, sizeof *v, cmp_double);
-    s->med = count % 2 ? v[count / 2] : (v[count / 2 - 1] + v[count / 2]) / 2;
-    s->q1 = v[count / 4];
-    s->q3 = v[(3 * count) / 4];
-    s->n = n;
-}
-
-/* Operations per batch so that a batch takes about cfg.batch_ns (this also warms up). */
-static size_t calibrate(op_fn fn, void *ctx)
-{
-    size_t n = 1;
-    for (;;) {
-        uint64_t t0 = now_ns();
-        fn(ctx, n);
-        double dt = (double)(now_ns() - t0);
-        if (dt >= cfg.calib_ns || n >= ((size_t)1 << 30)) {
-            double want = (double)n * cfg.batch_ns / (dt > 1 ? dt : 1);
-            return want < 1 ? 1 : (size_t)want;
-        }
-        n *= 2;
-    }
-}
-
-static double run_batch(op_fn fn, void *ctx, size_t n)
-{
-    uint64_t t0 = now_ns();
-    fn(ctx, n);
-    return (double)(now_ns() - t0) / (double)n;
-}
-
-static void measure_pair(op_fn mg, void *mctx, op_fn base, void *bctx, struct sample *ms, struct sample *bs)
-{
-    size_t nm = calibrate(mg, mctx), nb = calibrate(base, bctx);
-    double tm[NBATCH], tb[NBATCH];
-    for (int i = 0; i < NBATCH; i++) {
-        if (i % 2 == 0) {
-            tm[i] = run_batch(mg, mctx, nm);
-            tb[i] = run_batch(base, bctx, nb);
-        } else {
-            tb[i] = run_batch(base, bctx, nb);
-            tm[i] = run_batch(mg, mctx, nm);
-        }
-    }
-    summarise(tm, NBATCH, nm, ms);
-    summarise(tb, NBATCH, nb, bs);
-}
-
 /* ---- 2-thread scaling over a shared enclave ---- */
 
 enum worker_mode { MODE_MG_WITH, MODE_RAW_OPEN };
@@ -419,7 +330,7 @@ static void *worker_main(void *arg)
     if (w->mode == MODE_MG_WITH && mg_enclave_with(f->enclave, touch_first, &acc) != MG_OK)
         die_mg("mg_enclave_with (worker)");
     pthread_barrier_wait(&start_line);
-    uint64_t ops = 0, t0 = now_ns();
+    uint64_t ops = 0, t0 = bench_now_ns();
     while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
         for (int i = 0; i < 32; i++) {
             if (w->mode == MODE_MG_WITH) {
@@ -433,7 +344,7 @@ static void *worker_main(void *arg)
         }
         ops += 32;
     }
-    w->ns = now_ns() - t0;
+    w->ns = bench_now_ns() - t0;
     w->ops = ops;
     sink += acc;
     return NULL;
@@ -472,12 +383,6 @@ struct scaling_result {
     double mg_x, raw_x;          /* median over rounds of (2-thread ops/s) / (1-thread ops/s) */
 };
 
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Medians over cfg.thread_rounds rounds; each round runs all four, so all see the same machine. */
 static void scaling(const struct fixture *f, struct scaling_result *r)
 {
@@ -493,35 +398,19 @@ static void scaling(const struct fixture *f, struct scaling_result *r)
         mgx[i] = mg2[i] / mg1[i];
         rawx[i] = raw2[i] / raw1[i];
     }
-    r->mg_x = median_of(mgx, rounds);
-    r->raw_x = median_of(rawx, rounds);
-    r->mg1 = median_of(mg1, rounds);
-    r->mg2 = median_of(mg2, rounds);
-    r->raw1 = median_of(raw1, rounds);
-    r->raw2 = median_of(raw2, rounds);
+    r->mg_x = bench_median(mgx, (size_t)rounds);
+    r->raw_x = bench_median(rawx, (size_t)rounds);
+    r->mg1 = bench_median(mg1, (size_t)rounds);
+    r->mg2 = bench_median(mg2, (size_t)rounds);
+    r->raw1 = bench_median(raw1, (size_t)rounds);
+    r->raw2 = bench_median(raw2, (size_t)rounds);
 }
 
 /* ---- output ---- */
 
-static void fmt_time(char *buf, size_t len, double ns)
-{
-    if (ns < 1e3)
-        snprintf(buf, len, "%.0f ns", ns);
-    else if (ns < 1e6)
-        snprintf(buf, len, "%.2f us", ns / 1e3);
-    else
-        snprintf(buf, len, "%.2f ms", ns / 1e6);
-}
-
 static void fmt_rate(char *buf, size_t len, double per_s, const char *unit)
 {
     snprintf(buf, len, "%.2f M%s", per_s / 1e6, unit);
-}
-
-/* Relative spread of a sample: interquartile range over the median. */
-static double spread(const struct sample *s)
-{
-    return s->med > 0 ? 100.0 * (s->q3 - s->q1) / s->med : 0;
 }
 
 static void print_header_row(void)
@@ -531,13 +420,13 @@ static void print_header_row(void)
            "------------", "------------", "------", "------------");
 }
 
-static double time_row(const char *name, const struct sample *m, const struct sample *b)
+static double time_row(const char *name, const bench_sample *m, const bench_sample *b)
 {
     char tm[32], tb[32];
-    fmt_time(tm, sizeof tm, m->med);
-    fmt_time(tb, sizeof tb, b->med);
+    bench_fmt_time(tm, sizeof tm, m->med);
+    bench_fmt_time(tb, sizeof tb, b->med);
     double ratio = m->med / b->med;
-    printf("%-40s | %12s | %12s | %5.2fx | %4.1f%% / %4.1f%%\n", name, tm, tb, ratio, spread(m), spread(b));
+    printf("%-40s | %12s | %12s | %5.2fx | %4.1f%% / %4.1f%%\n", name, tm, tb, ratio, bench_spread(m), bench_spread(b));
     fflush(stdout);
     return ratio;
 }
@@ -549,19 +438,6 @@ static void rate_row(const char *name, double mg, double base, double ratio, con
     fmt_rate(rb, sizeof rb, base, unit);
     printf("%-40s | %12s | %12s | %5.2fx |\n", name, rm, rb, ratio);
     fflush(stdout);
-}
-
-/* The 1-minute load average, to tell a busy machine from a slow library; -1 if unknown. */
-static double loadavg(void)
-{
-    double l = -1;
-    FILE *fp = fopen("/proc/loadavg", "r");
-    if (fp != NULL) {
-        if (fscanf(fp, "%lf", &l) != 1)
-            l = -1;
-        fclose(fp);
-    }
-    return l;
 }
 
 static void usage(const char *argv0)
@@ -606,8 +482,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    cfg.batch_ns = cfg.quick ? 3e6 : 30e6;
-    cfg.calib_ns = cfg.quick ? 0.5e6 : 5e6;
+    bench_timing.batch_ns = cfg.quick ? 3e6 : 30e6;
+    bench_timing.calib_ns = cfg.quick ? 0.5e6 : 5e6;
     cfg.thread_ns = cfg.quick ? 40e6 : 200e6;
     cfg.thread_rounds = cfg.quick ? 3 : 7;
 
@@ -633,34 +509,29 @@ int main(int argc, char **argv)
     mg_stats st0 = mg_get_stats();
 
     printf("bench_core: memguard %s, libsodium %s, %s build (%s), backend %s, page %ld B, %ld CPUs online\n",
-           MG_VERSION_STRING, sodium_version_string(), BENCH_BUILD_TYPE, COMPILER,
+           MG_VERSION_STRING, sodium_version_string(), BENCH_BUILD_TYPE, BENCH_COMPILER,
            mg_backend_name(mg_get_backend()), sysconf(_SC_PAGESIZE), sysconf(_SC_NPROCESSORS_ONLN));
-#ifdef MG_SANITIZED
-    printf("WARNING: sanitizer build: these numbers say nothing about production speed\n");
-#endif
-    printf("load average (1 min) at start: %.2f: other work on the machine shows up as a wide IQR\n", loadavg());
-    printf("mode: %s: median of %d batches per row, each batch ~%.0f ms (N ops calibrated per operation)\n",
-           cfg.quick ? "--quick (~10x fewer iterations)" : "full", NBATCH, cfg.batch_ns / 1e6);
+    bench_print_conditions(cfg.quick);
     printf("re-key: mg_set_rekey_interval not called, the library default (500 ms) stands: "
            "the coffer's re-key timer runs as in production\n");
     printf("ratio = memguard / baseline time per op (lower is better); rate rows: memguard / baseline "
            "(higher is better)\n\n");
     print_header_row();
 
-    struct sample m, b;
+    bench_sample m, b;
     double buf_ratio[2];
 
     /* Guarded buffers. */
-    measure_pair(op_mg_buffer, &fx[0], op_base_buffer, &fx[0], &m, &b);
+    bench_measure_pair(op_mg_buffer, &fx[0], op_base_buffer, &fx[0], &m, &b);
     buf_ratio[0] = time_row("buffer new+destroy 32 B", &m, &b);
-    measure_pair(op_mg_buffer, &fx4096, op_base_buffer, &fx4096, &m, &b);
+    bench_measure_pair(op_mg_buffer, &fx4096, op_base_buffer, &fx4096, &m, &b);
     buf_ratio[1] = time_row("buffer new+destroy 4096 B", &m, &b);
 
     /* Opening an enclave into a guarded buffer. */
     static const char *const open_names[3] = {"enclave_open+destroy 32 B", "enclave_open+destroy 1 KiB",
                                               "enclave_open+destroy 16 KiB"};
     for (int i = 0; i < 3; i++) {
-        measure_pair(op_mg_open, &fx[i], op_base_open, &fx[i], &m, &b);
+        bench_measure_pair(op_mg_open, &fx[i], op_base_open, &fx[i], &m, &b);
         time_row(open_names[i], &m, &b);
     }
 
@@ -668,7 +539,7 @@ int main(int argc, char **argv)
     static const char *const with_names[3] = {"enclave_with 32 B", "enclave_with 1 KiB", "enclave_with 16 KiB"};
     double with32 = 0;
     for (int i = 0; i < 3; i++) {
-        measure_pair(op_mg_with, &fx[i], op_base_open, &fx[i], &m, &b);
+        bench_measure_pair(op_mg_with, &fx[i], op_base_open, &fx[i], &m, &b);
         time_row(with_names[i], &m, &b);
         if (i == 0)
             with32 = m.med;
@@ -678,7 +549,7 @@ int main(int argc, char **argv)
     static const char *const seal_names[3] = {"seal (copy+enclave_new+free) 32 B", "seal (copy+enclave_new+free) 1 KiB",
                                               "seal (copy+enclave_new+free) 16 KiB"};
     for (int i = 0; i < 3; i++) {
-        measure_pair(op_mg_seal, &fx[i], op_base_seal, &fx[i], &m, &b);
+        bench_measure_pair(op_mg_seal, &fx[i], op_base_seal, &fx[i], &m, &b);
         time_row(seal_names[i], &m, &b);
     }
 
@@ -686,7 +557,7 @@ int main(int argc, char **argv)
     struct stream_ctx sc = {&fx[2], mg_stream_new()};
     if (sc.s == NULL)
         die_mg("mg_stream_new");
-    measure_pair(op_mg_stream, &sc, op_base_stream, &sc, &m, &b);
+    bench_measure_pair(op_mg_stream, &sc, op_base_stream, &sc, &m, &b);
     time_row("stream write+read 16 KiB", &m, &b);
     rate_row("  stream throughput (16 KiB in + out)", (double)CHUNK * 1e9 / m.med, (double)CHUNK * 1e9 / b.med,
              b.med / m.med, "B/s");
@@ -705,14 +576,14 @@ int main(int argc, char **argv)
     /* Helpers the rows above spend time in (buffer canaries, stream reads). */
     memcpy(fx[2].src, fx[2].plain, fx[2].size);
     memcpy(fx4096.src, fx4096.plain, fx4096.size);
-    measure_pair(op_mg_copy, &fx[2], op_memcpy, &fx[2], &m, &b);
+    bench_measure_pair(op_mg_copy, &fx[2], op_memcpy, &fx[2], &m, &b);
     time_row("helper: mg_copy vs memcpy 16 KiB", &m, &b);
-    measure_pair(op_mg_equal, &fx4096, op_sodium_memcmp, &fx4096, &m, &b);
+    bench_measure_pair(op_mg_equal, &fx4096, op_sodium_memcmp, &fx4096, &m, &b);
     time_row("helper: mg_equal vs sodium_memcmp 4 KiB", &m, &b);
 
     mg_stats st1 = mg_get_stats();
     printf("\ncoffer re-keys during the run: %llu (the timer thread ran); load average (1 min) at end: %.2f\n",
-           st1.rekeys - st0.rekeys, loadavg());
+           st1.rekeys - st0.rekeys, bench_loadavg());
     printf("scaling rows: memguard column = ops/s of 2 threads, baseline column = ops/s of 1 thread, each thread\n"
            "  looping over the same shared enclave (key) for %.0f ms; medians of %d rounds (ratio: median of the\n"
            "  rounds' own 2-vs-1 ratios). The machine row does the same with bare crypto_secretbox_open_easy:\n"
@@ -721,9 +592,9 @@ int main(int argc, char **argv)
 
     double worst = buf_ratio[0] > buf_ratio[1] ? buf_ratio[0] : buf_ratio[1];
     printf("target: buffer new+destroy <= %.2fx libsodium (32 B %.2fx, 4096 B %.2fx): %s\n", TARGET_BUFFER_RATIO,
-           buf_ratio[0], buf_ratio[1], worst <= TARGET_BUFFER_RATIO ? "PASS" : "MISS");
+           buf_ratio[0], buf_ratio[1], bench_verdict(worst, TARGET_BUFFER_RATIO));
     char t[32];
-    fmt_time(t, sizeof t, with32);
+    bench_fmt_time(t, sizeof t, with32);
     printf("target: mg_enclave_with 32 B median < %.0f us (%s): %s\n", TARGET_WITH32_NS / 1e3, t,
            with32 < TARGET_WITH32_NS ? "PASS" : "MISS");
     printf("target: 2-thread scaling of mg_enclave_with 32 B >= %.2fx (%.2fx; bare libsodium %.2fx, so memguard gets "

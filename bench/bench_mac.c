@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -26,16 +25,12 @@
 
 #include <memguard/memguard.h>
 
-#ifndef BENCH_BUILD_TYPE
-#define BENCH_BUILD_TYPE "unknown"
-#endif
+#include "harness.h"
+
 #ifndef BENCH_PROVIDER_MODULE
 #define BENCH_PROVIDER_MODULE ""
 #endif
 
-#define NBATCH 15
-
-static double batch_ns = 20e6;
 static OSSL_LIB_CTX *lib;
 
 static _Noreturn void die(const char *what)
@@ -45,71 +40,10 @@ static _Noreturn void die(const char *what)
     exit(1);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        die("clock_gettime");
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef void (*op_fn)(void *arg);
-
-static size_t calibrate(op_fn fn, void *arg)
-{
-    size_t n = 1;
-    for (;;) {
-        uint64_t t0 = now_ns();
-        for (size_t i = 0; i < n; i++)
-            fn(arg);
-        double dt = (double)(now_ns() - t0);
-        if (dt > batch_ns / 4)
-            return (size_t)((double)n * batch_ns / dt) + 1;
-        n *= 4;
-    }
-}
-
-static double batch(op_fn fn, void *arg, size_t n)
-{
-    uint64_t t0 = now_ns();
-    for (size_t i = 0; i < n; i++)
-        fn(arg);
-    return (double)(now_ns() - t0) / (double)n;
-}
-
-/* Median ns per operation of a and b, interleaved so that drift hits both. */
-static void compare(op_fn fa, void *a, op_fn fb, void *b, double *ma, double *mb)
-{
-    size_t na = calibrate(fa, a), nb = calibrate(fb, b);
-    double ta[NBATCH], tb[NBATCH];
-    for (int i = 0; i < NBATCH; i++) {
-        if (i % 2 == 0) {
-            ta[i] = batch(fa, a, na);
-            tb[i] = batch(fb, b, nb);
-        } else {
-            tb[i] = batch(fb, b, nb);
-            ta[i] = batch(fa, a, na);
-        }
-    }
-    qsort(ta, NBATCH, sizeof ta[0], cmp_double);
-    qsort(tb, NBATCH, sizeof tb[0], cmp_double);
-    *ma = ta[NBATCH / 2];
-    *mb = tb[NBATCH / 2];
-}
-
+/* The bench harness's rows, in this report's columns. */
 static void print_row(const char *label, size_t len, double tm, double td, double target)
 {
-    double r = tm / td;
-    printf("%-44s %6zu B %9.0f ns %9.0f ns %6.2fx", label, len, tm, td, r);
-    if (target > 0)
-        printf("  (target <= %.2fx: %s)", target, r <= target ? "PASS" : "MISS");
-    printf("\n");
+    bench_ratio_row(44, 6, label, len, tm, td, target);
 }
 
 /* ---- one side of a row ---- */
@@ -231,7 +165,7 @@ static void op_kdf(void *arg)
     EVP_KDF_CTX_free(c);
 }
 
-static void mac_row(const char *label, op_fn op, size_t len, double target)
+static void mac_row(const char *label, bench_op_fn op, size_t len, double target)
 {
     side m, d;
     side_init(&m, "memguard", len);
@@ -242,7 +176,7 @@ static void mac_row(const char *label, op_fn op, size_t len, double target)
             die("cross-check (memguard and default disagree)");
     }
     double tm, td;
-    compare(op, &m, op, &d, &tm, &td);
+    bench_compare(op, &m, op, &d, &tm, &td);
     print_row(label, len, tm, td, target);
     if (op == op_update)
         printf("%-44s %8s %9.0f MB/s %6.0f MB/s\n", "  (update throughput)", "", (double)len * 1e3 / tm,
@@ -261,7 +195,7 @@ static void kdf_row(const char *alg, int pbkdf2, const char *label)
     if (memcmp(m.out, d.out, sizeof m.out) != 0)
         die("KDF cross-check");
     double tm, td;
-    compare(op_kdf, &m, op_kdf, &d, &tm, &td);
+    bench_compare(op_kdf, &m, op_kdf, &d, &tm, &td);
     print_row(label, 32, tm, td, 0);
     EVP_KDF_free(m.kdf);
     EVP_KDF_free(d.kdf);
@@ -290,7 +224,7 @@ static void cmac_row(size_t len)
     if (m.outl != 16 || d.outl != 16 || memcmp(m.out, d.out, 16) != 0)
         die("CMAC cross-check (memguard and default disagree)");
     double tm, td;
-    compare(op_reinit, &m, op_reinit, &d, &tm, &td);
+    bench_compare(op_reinit, &m, op_reinit, &d, &tm, &td);
     print_row("CMAC-AES-256 EVP_MAC re-init + update + final", len, tm, td, len <= 64 ? 1.5 : 1.25);
     side_free(&m);
     side_free(&d);
@@ -328,14 +262,16 @@ static void op_buffer(void *arg)
 int main(int argc, char **argv)
 {
     const char *module = BENCH_PROVIDER_MODULE;
+    bench_timing.batch_ns = 20e6;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
-            batch_ns = 2e6;
+            bench_timing.batch_ns = 2e6;
         else if (argv[i][0] != '-')
             module = argv[i];
         else
             return fprintf(stderr, "usage: bench_mac [--quick] [MODULE]\n"), 2;
     }
+    bench_timing.calib_ns = bench_timing.batch_ns / 4;
     if (mg_init() != MG_OK)
         die("mg_init");
     lib = OSSL_LIB_CTX_new();
@@ -343,7 +279,7 @@ int main(int argc, char **argv)
         die("loading the providers");
 
     printf("bench_mac (%s build, %s): median of %d interleaved batches per row\n", BENCH_BUILD_TYPE,
-           OpenSSL_version(OPENSSL_VERSION), NBATCH);
+           OpenSSL_version(OPENSSL_VERSION), BENCH_NBATCH);
     printf("HMAC-SHA256 unless said otherwise; the same 32 B key on both sides\n\n");
     printf("%-44s %8s %12s %12s %7s\n", "operation", "size", "memguard", "default", "ratio");
     mac_row("EVP_MAC re-init + update + final", op_reinit, 64, 1.5);
@@ -365,10 +301,10 @@ int main(int argc, char **argv)
     if (e == NULL || b == NULL)
         die("enclave/buffer");
     double t1, t2;
-    compare(op_unseal, e, op_fence, b, &t1, &t2);
+    bench_compare(op_unseal, e, op_fence, b, &t1, &t2);
     printf("  unseal a 32 B key per call (mg_enclave_with)           %8.0f ns\n", t1);
     printf("  state PROT_NONE between calls: melt + freeze per call  %8.0f ns\n", t2);
-    compare(op_buffer, NULL, op_buffer, NULL, &t1, &t2);
+    bench_compare(op_buffer, NULL, op_buffer, NULL, &t1, &t2);
     printf("  one guarded mapping per context (mg_buffer new+destroy) %7.0f ns (slots avoid it)\n", t1);
     mg_enclave_free(e);
     mg_buffer_destroy(b);

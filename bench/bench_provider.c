@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -42,35 +41,18 @@
 #include <openssl/provider.h>
 #include <openssl/rsa.h>
 
-#ifndef BENCH_BUILD_TYPE
-#define BENCH_BUILD_TYPE "unknown"
-#endif
+#include "harness.h"
+
 #ifndef BENCH_PROVIDER_MODULE
 #define BENCH_PROVIDER_MODULE ""
 #endif
-
-#if defined(__clang__)
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define COMPILER "clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
-#elif defined(__GNUC__)
-#define COMPILER "gcc " __VERSION__
-#else
-#define COMPILER "unknown compiler"
-#endif
-
-#define NBATCH 15
 
 /* The performance targets (see README.md): memguard / plain time per operation. */
 #define TARGET_ECX 1.00
 #define TARGET_P256 1.25
 #define TARGET_RSA 1.25
 
-static struct {
-    bool quick;
-    double batch_ns; /* target duration of one batch */
-    double calib_ns; /* calibration stops once a trial takes this long */
-} cfg;
+static bool quick;
 
 /* ---- failure: a benchmark whose calls fail measures nothing ---- */
 
@@ -107,16 +89,6 @@ static _Noreturn void die(const char *what)
     fprintf(stderr, "bench_provider: %s failed\n", what);
     ERR_print_errors_fp(stderr);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        perror("bench_provider: clock_gettime(CLOCK_MONOTONIC)");
-        exit(1);
-    }
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the two library contexts ---- */
@@ -340,66 +312,10 @@ static void op_n(struct side *s, size_t n)
     }
 }
 
-/* ---- measurement (as in bench_core) ---- */
-
-struct sample {
-    double med, q1, q3; /* ns per operation over the batches */
-    size_t n;           /* operations per batch */
-};
-
-static int cmp_double(const void *a, const void *b)
+/* One batch of n operations, for the bench harness. */
+static void op_batch(void *s, size_t n)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void summarise(double *v, size_t count, size_t n, struct sample *s)
-{
-    qsort(v, count, sizeof *v, cmp_double);
-    s->med = count % 2 ? v[count / 2] : (v[count / 2 - 1] + v[count / 2]) / 2;
-    s->q1 = v[count / 4];
-    s->q3 = v[(3 * count) / 4];
-    s->n = n;
-}
-
-/* Operations per batch so that a batch takes about cfg.batch_ns (this also warms up). */
-static size_t calibrate(struct side *s)
-{
-    size_t n = 1;
-    for (;;) {
-        uint64_t t0 = now_ns();
-        op_n(s, n);
-        double dt = (double)(now_ns() - t0);
-        if (dt >= cfg.calib_ns || n >= ((size_t)1 << 30)) {
-            double want = (double)n * cfg.batch_ns / (dt > 1 ? dt : 1);
-            return want < 1 ? 1 : (size_t)want;
-        }
-        n *= 2;
-    }
-}
-
-static double run_batch(struct side *s, size_t n)
-{
-    uint64_t t0 = now_ns();
     op_n(s, n);
-    return (double)(now_ns() - t0) / (double)n;
-}
-
-static void measure_pair(struct side *mg, struct side *pl, struct sample *ms, struct sample *ps)
-{
-    size_t nm = calibrate(mg), np = calibrate(pl);
-    double tm[NBATCH], tp[NBATCH];
-    for (int i = 0; i < NBATCH; i++) {
-        if (i % 2 == 0) {
-            tm[i] = run_batch(mg, nm);
-            tp[i] = run_batch(pl, np);
-        } else {
-            tp[i] = run_batch(pl, np);
-            tm[i] = run_batch(mg, nm);
-        }
-    }
-    summarise(tm, NBATCH, nm, ms);
-    summarise(tp, NBATCH, np, ps);
 }
 
 /* ---- checks before timing ---- */
@@ -487,21 +403,6 @@ static void check_row(OSSL_LIB_CTX *plain, struct side *mg, struct side *pl)
 
 /* ---- output ---- */
 
-static void fmt_time(char *buf, size_t len, double ns)
-{
-    if (ns < 1e3)
-        snprintf(buf, len, "%.0f ns", ns);
-    else if (ns < 1e6)
-        snprintf(buf, len, "%.2f us", ns / 1e3);
-    else
-        snprintf(buf, len, "%.2f ms", ns / 1e6);
-}
-
-static double spread(const struct sample *s)
-{
-    return s->med > 0 ? 100.0 * (s->q3 - s->q1) / s->med : 0;
-}
-
 static void print_header_row(void)
 {
     printf("%-34s | %10s | %10s | %6s | %10s | %s\n", "operation (median per op)", "memguard", "plain",
@@ -510,31 +411,19 @@ static void print_header_row(void)
            "----------", "------", "----------", "------------");
 }
 
-static double time_row(const char *name, const struct sample *m, const struct sample *p)
+static double time_row(const char *name, const bench_sample *m, const bench_sample *p)
 {
     char tm[32], tp[32], td[32];
-    fmt_time(tm, sizeof tm, m->med);
-    fmt_time(tp, sizeof tp, p->med);
+    bench_fmt_time(tm, sizeof tm, m->med);
+    bench_fmt_time(tp, sizeof tp, p->med);
     double d = m->med - p->med;
-    fmt_time(td + 1, sizeof td - 1, d < 0 ? -d : d);
+    bench_fmt_time(td + 1, sizeof td - 1, d < 0 ? -d : d);
     td[0] = d < 0 ? '-' : '+';
     double ratio = m->med / p->med;
-    printf("%-34s | %10s | %10s | %5.2fx | %10s | %4.1f%% / %4.1f%%\n", name, tm, tp, ratio, td, spread(m),
-           spread(p));
+    printf("%-34s | %10s | %10s | %5.2fx | %10s | %4.1f%% / %4.1f%%\n", name, tm, tp, ratio, td, bench_spread(m),
+           bench_spread(p));
     fflush(stdout);
     return ratio;
-}
-
-static double loadavg(void)
-{
-    double l = -1;
-    FILE *fp = fopen("/proc/loadavg", "r");
-    if (fp != NULL) {
-        if (fscanf(fp, "%lf", &l) != 1)
-            l = -1;
-        fclose(fp);
-    }
-    return l;
 }
 
 static void usage(const char *argv0)
@@ -543,17 +432,12 @@ static void usage(const char *argv0)
             BENCH_PROVIDER_MODULE[0] != '\0' ? BENCH_PROVIDER_MODULE : "none compiled in");
 }
 
-static const char *verdict(double ratio, double target)
-{
-    return ratio <= target ? "PASS" : "MISS";
-}
-
 int main(int argc, char **argv)
 {
     const char *module_arg = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
-            cfg.quick = true;
+            quick = true;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(argv[0]);
             return 0;
@@ -564,8 +448,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    cfg.batch_ns = cfg.quick ? 3e6 : 30e6;
-    cfg.calib_ns = cfg.quick ? 0.5e6 : 5e6;
+    bench_timing.batch_ns = quick ? 3e6 : 30e6;
+    bench_timing.calib_ns = quick ? 0.5e6 : 5e6;
 
     if (module_arg == NULL)
         module_arg = BENCH_PROVIDER_MODULE;
@@ -684,15 +568,9 @@ int main(int argc, char **argv)
                mg_version != NULL ? mg_version : "?", mg_build != NULL ? mg_build : "?");
         OSSL_PROVIDER_unload(p);
     }
-    printf("benchmark: %s build (%s), %ld CPUs online; module %s\n", BENCH_BUILD_TYPE, COMPILER,
+    printf("benchmark: %s build (%s), %ld CPUs online; module %s\n", BENCH_BUILD_TYPE, BENCH_COMPILER,
            sysconf(_SC_NPROCESSORS_ONLN), module);
-#ifdef MG_SANITIZED
-    printf("WARNING: sanitizer build: these numbers say nothing about production speed\n");
-#endif
-    printf("load average (1 min) at start: %.2f: other work on the machine shows up as a wide IQR\n",
-           loadavg());
-    printf("mode: %s: median of %d batches per row, each batch ~%.0f ms (N ops calibrated per operation)\n",
-           cfg.quick ? "--quick (~10x fewer iterations)" : "full", NBATCH, cfg.batch_ns / 1e6);
+    bench_print_conditions(quick);
     printf("memguard: OSSL_LIB_CTX_load_config of conf/memguard.cnf's provider section (default, then "
            "memguard);\n"
            "plain: a library context with the default provider only; both read the same PEM (PKCS#8) keys\n");
@@ -720,13 +598,13 @@ int main(int argc, char **argv)
 
     double ratio[NROWS];
     for (size_t r = 0; r < NROWS; r++) {
-        struct sample ms, ps;
+        bench_sample ms, ps;
         mg.row = pl.row = &rows[r];
-        measure_pair(&mg, &pl, &ms, &ps);
+        bench_measure_pair(op_batch, &mg, op_batch, &pl, &ms, &ps);
         ratio[r] = time_row(rows[r].name, &ms, &ps);
     }
 
-    printf("\nload average (1 min) at end: %.2f\n", loadavg());
+    printf("\nload average (1 min) at end: %.2f\n", bench_loadavg());
     printf("per op, both sides: sign = EVP_MD_CTX_new + EVP_DigestSignInit_ex (+ RSA padding/salt length) + "
            "size\n"
            "  query + EVP_DigestSign + free; decrypt = EVP_PKEY_CTX_new_from_pkey + decrypt_init + "
@@ -737,18 +615,18 @@ int main(int argc, char **argv)
 
     /* Rows 0-2 RSA, 3 P-256, 5 Ed25519, 6 X25519. */
     printf("target: Ed25519 sign <= %.2fx plain (%.2fx): %s\n", TARGET_ECX, ratio[5],
-           verdict(ratio[5], TARGET_ECX));
+           bench_verdict(ratio[5], TARGET_ECX));
     printf("target: X25519 derive <= %.2fx plain (%.2fx): %s\n", TARGET_ECX, ratio[6],
-           verdict(ratio[6], TARGET_ECX));
+           bench_verdict(ratio[6], TARGET_ECX));
     printf("target: ECDSA P-256 sign <= %.2fx plain (%.2fx): %s\n", TARGET_P256, ratio[3],
-           verdict(ratio[3], TARGET_P256));
+           bench_verdict(ratio[3], TARGET_P256));
     double rsa_worst = ratio[0];
     for (int i = 1; i < 3; i++)
         if (ratio[i] > rsa_worst)
             rsa_worst = ratio[i];
     printf(
         "target: RSA-2048 <= %.2fx plain (PSS sign %.2fx, PKCS#1 v1.5 sign %.2fx, OAEP decrypt %.2fx): %s\n",
-        TARGET_RSA, ratio[0], ratio[1], ratio[2], verdict(rsa_worst, TARGET_RSA));
+        TARGET_RSA, ratio[0], ratio[1], ratio[2], bench_verdict(rsa_worst, TARGET_RSA));
 
     for (int s = 0; s < 2; s++) {
         for (int i = 0; i < NKEYS; i++)
