@@ -20,6 +20,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 
 #include "cipher.h"
 #include "provider.h"
@@ -58,6 +59,10 @@ typedef struct cipher_ctx {
     uint64_t aadlen, msglen;
     unsigned char tag[TAG_MAX]; /* encrypt: computed at final; decrypt: expected, set by the caller */
     size_t taglen;
+    /* TLS record mode (libssl's EVP_CTRL_AEAD_TLS1_AAD / SET_IV_FIXED): one whole record per call. */
+    int tls_aad_set, tls_iv_set;
+    unsigned char tls_aad[13];
+    unsigned char tls_iv[12]; /* GCM: fixed || invocation counter; ChaCha: the fixed nonce */
 } cipher_ctx;
 
 /* Sizes rounded to 64: a guarded buffer's data ends on a page, so this keeps it 64-byte aligned. */
@@ -484,6 +489,9 @@ static int ready(cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
     return buffers(c, k, s);
 }
 
+static int tls_record(cipher_ctx *c, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
+                      size_t inl);
+
 static int cipher_update(void *vctx, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
                          size_t inl)
 {
@@ -491,6 +499,8 @@ static int cipher_update(void *vctx, unsigned char *out, size_t *outl, size_t ou
     const mgp_cipher_keys *k;
     mgp_cipher_state *s;
     *outl = 0;
+    if (c->tls_aad_set)
+        return tls_record(c, out, outl, outsize, in, inl);
     /* A short GCM AAD (TLS's 13 bytes) is only buffered: no guarded state is touched yet. */
     if (out == NULL && c->alg->kind == GCM && c->started && !c->finished && !c->data && c->buflen + inl < 16) {
         memcpy(c->buf + c->buflen, in, inl);
@@ -588,6 +598,60 @@ static int cipher_final(void *vctx, unsigned char *out, size_t *outl, size_t out
     return ok;
 }
 
+#define TLS_AAD_LEN 13
+#define GCM_TLS_EXPLICIT 8
+
+/*
+ * One TLS record, as libssl hands it to an AEAD after EVP_CTRL_AEAD_TLS1_AAD:
+ * GCM: explicit IV (8) || payload || tag (16); ChaCha20-Poly1305: payload ||
+ * tag (16), nonce = fixed IV XOR the record's sequence number (the AAD's first
+ * 8 bytes). A record that does not authenticate is wiped from the output.
+ */
+static int tls_record(cipher_ctx *c, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
+                      size_t inl)
+{
+    size_t lead = c->alg->kind == GCM ? GCM_TLS_EXPLICIT : 0;
+    c->tls_aad_set = 0; /* each record comes with its own AAD; the calls below are ordinary updates */
+    if (!c->tls_iv_set || inl < lead + TAG_MAX || outsize < inl || out == NULL) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS record without fixed IV, too short, or output too small",
+                c->alg->name);
+        return 0;
+    }
+    size_t plen = inl - lead - TAG_MAX, n = 0;
+    if (c->alg->kind == GCM) {
+        if (c->enc)
+            memcpy(out, c->tls_iv + 4, GCM_TLS_EXPLICIT); /* this record's explicit IV goes first */
+        else
+            memcpy(c->tls_iv + 4, in, GCM_TLS_EXPLICIT);
+        memcpy(c->iv, c->tls_iv, 12);
+        if (c->enc) /* the next record's: a 64-bit invocation counter */
+            for (int i = 11; i >= 4 && ++c->tls_iv[i] == 0; i--)
+                ;
+    } else {
+        memcpy(c->iv, c->tls_iv, 12);
+        for (int i = 0; i < 8; i++)
+            c->iv[4 + i] ^= c->tls_aad[i];
+    }
+    c->ivlen = 12;
+    c->iv_set = 1;
+    c->taglen = TAG_MAX;
+    int ok = start_message(c) && c->started && cipher_update(c, NULL, &n, 0, c->tls_aad, TLS_AAD_LEN) &&
+             cipher_update(c, out + lead, &n, outsize - lead, in + lead, plen);
+    if (ok && !c->enc) {
+        memcpy(c->tag, in + lead + plen, TAG_MAX);
+        c->tag_ready = 1;
+    }
+    ok = ok && cipher_final(c, NULL, &n, 0);
+    if (ok && c->enc)
+        memcpy(out + lead + plen, c->tag, TAG_MAX);
+    if (!ok && !c->enc)
+        OPENSSL_cleanse(out, inl); /* never release an unauthenticated plaintext */
+    /* What the default provider reports, which libssl relies on: GCM the whole record both ways, ChaCha the payload. */
+    if (ok)
+        *outl = c->enc || c->alg->kind == GCM ? inl : plen;
+    return ok;
+}
+
 /* EVP_Cipher(): in == NULL finishes the message, out == NULL feeds AAD. */
 static int cipher_oneshot(void *vctx, unsigned char *out, size_t *outl, size_t outsize, const unsigned char *in,
                           size_t inl)
@@ -662,6 +726,7 @@ static const OSSL_PARAM aead_gettable[] = {
     OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_IV, NULL, 0),
     OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_UPDATED_IV, NULL, 0),
     OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, NULL, 0),
+    OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_AEAD_TLS1_AAD_PAD, NULL),
     OSSL_PARAM_END,
 };
 
@@ -679,6 +744,8 @@ static const OSSL_PARAM aead_settable[] = {
     OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_KEYLEN, NULL),
     OSSL_PARAM_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, NULL),
     OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_AAD, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, NULL, 0),
     OSSL_PARAM_END,
 };
 
@@ -712,6 +779,10 @@ static int get_ctx_params(void *vctx, OSSL_PARAM params[])
             return 0;
     }
     if (is_aead(c->alg)) {
+        /* After TLS1_AAD: how much longer than the payload a sealed record is (libssl adds it). */
+        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD_PAD)) != NULL &&
+            !OSSL_PARAM_set_size_t(p, TAG_MAX))
+            return 0;
         if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAGLEN)) != NULL &&
             !OSSL_PARAM_set_size_t(p, c->taglen))
             return 0;
@@ -778,11 +849,42 @@ static int set_ctx_params(void *vctx, const OSSL_PARAM params[])
             c->tag_ready = 1;
         }
     }
-    if (OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD) != NULL ||
-        OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED) != NULL ||
-        OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV) != NULL) {
-        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "%s: TLS record mode is not offered (libssl keeps its own record keys)",
-                c->alg->name);
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED)) != NULL) {
+        /* GCM: the 4-byte fixed part (the 8-byte counter starts random) or a whole 12-byte IV; ChaCha: 12 bytes. */
+        size_t n = p->data_size;
+        int ok = is_aead(c->alg) && p->data_type == OSSL_PARAM_OCTET_STRING &&
+                 (n == 12 || (c->alg->kind == GCM && n == 4));
+        if (ok) {
+            memcpy(c->tls_iv, p->data, n);
+            if (n == 4 && c->enc) /* the invocation counter starts at a random value, as OpenSSL's does */
+                ok = RAND_bytes_ex(c->prov->libctx, c->tls_iv + 4, 8, 0) == 1;
+        }
+        if (!ok) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS fixed IV of %zu bytes not accepted", c->alg->name, n);
+            return 0;
+        }
+        c->tls_iv_set = 1;
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD)) != NULL) {
+        if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || p->data_size != TLS_AAD_LEN) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS AAD must be %d bytes", c->alg->name, TLS_AAD_LEN);
+            return 0;
+        }
+        memcpy(c->tls_aad, p->data, TLS_AAD_LEN);
+        /* The record length in the AAD covers what is sent; the MAC covers the payload only. */
+        size_t len = (size_t)c->tls_aad[11] << 8 | c->tls_aad[12];
+        size_t overhead = (c->alg->kind == GCM ? GCM_TLS_EXPLICIT : 0) + (c->enc ? 0 : TAG_MAX);
+        if (len < overhead) {
+            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS record length %zu too short", c->alg->name, len);
+            return 0;
+        }
+        len -= overhead;
+        c->tls_aad[11] = (unsigned char)(len >> 8);
+        c->tls_aad[12] = (unsigned char)len;
+        c->tls_aad_set = 1;
+    }
+    if (OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV) != NULL) {
+        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "%s: TLS1_SET_IV_INV (DTLS/QUIC) is not offered", c->alg->name);
         return 0;
     }
     return 1;
