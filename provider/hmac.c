@@ -274,7 +274,12 @@ void mgp_hmac_final(mgp_hmac *h, unsigned char *out)
 
 mg_enclave *mgp_seal_copy(const void *src, size_t len)
 {
-    if (len == 0 || len > MGP_MAX_SECRET)
+    static const unsigned char placeholder = 0;
+    if (len == 0) {
+        src = &placeholder;
+        len = 1;
+    }
+    if (len > MGP_MAX_SECRET)
         return NULL;
     if (len <= sizeof(struct state)) { /* slot_give wipes exactly this much */
         struct slab *s;

@@ -40,8 +40,10 @@ void mgp_hmac_update(mgp_hmac *h, const unsigned char *in, size_t len);
 void mgp_hmac_final(mgp_hmac *h, unsigned char *out); /* mgp_hmac_md_size(md) bytes */
 
 /*
- * Seal a copy of len bytes (len > 0) at src, staged in guarded memory on the
- * way: the caller's buffer is left as it is (it is theirs to wipe). NULL on error.
+ * Seal a copy of len bytes at src, staged in guarded memory on the way: the
+ * caller's buffer is left as it is (it is theirs to wipe). An enclave cannot be
+ * empty, so len 0 seals one placeholder byte (the caller keeps the real length).
+ * NULL on error.
  */
 mg_enclave *mgp_seal_copy(const void *src, size_t len);
 

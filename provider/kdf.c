@@ -107,8 +107,7 @@ static int set_secret(kdf_ctx *c, const OSSL_PARAM *p)
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "secret of %zu bytes (at most %d)", n, MGP_MAX_SECRET);
         return 0;
     }
-    static const unsigned char placeholder = 0;
-    mg_enclave *e = mgp_seal_copy(n > 0 ? v : &placeholder, n > 0 ? n : 1);
+    mg_enclave *e = mgp_seal_copy(v, n);
     if (e == NULL) {
         MGP_ERR(c->prov, MGP_R_SEAL_FAILED, "%s", mg_last_error_message());
         return 0;

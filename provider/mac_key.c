@@ -92,8 +92,7 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
         MGP_ERR(k->prov, MGP_R_BAD_ARGUMENT, "HMAC key of %zu bytes (at most %d)", len, MGP_MAX_SECRET);
         return 0;
     }
-    static const unsigned char placeholder = 0;
-    mg_enclave *e = mgp_seal_copy(len > 0 ? raw : &placeholder, len > 0 ? len : 1);
+    mg_enclave *e = mgp_seal_copy(raw, len);
     if (e == NULL) {
         MGP_ERR(k->prov, MGP_R_SEAL_FAILED, "%s", mg_last_error_message());
         return 0;
