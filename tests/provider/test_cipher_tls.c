@@ -83,13 +83,13 @@ static void check_algorithm(const char *name, bool gcm, size_t keylen)
     unsigned char key[32], iv[12];
     size_t ivlen = gcm ? 4 : 12;
     CU_ASSERT_FATAL(RAND_bytes(key, (int)keylen) == 1 && RAND_bytes(iv, sizeof iv) == 1);
-    struct side mg_enc, ref_enc, mg_dec, ref_dec;
+    struct side mg_enc = {NULL, NULL}, ref_enc = {NULL, NULL}, mg_dec = {NULL, NULL}, ref_dec = {NULL, NULL};
     bool ok = open_side(&mg_enc, NULL, name, "provider=memguard", 1, key, iv, ivlen) &&
               open_side(&ref_enc, plain, name, NULL, 1, key, iv, ivlen) &&
               open_side(&mg_dec, NULL, name, "provider=memguard", 0, key, iv, ivlen) &&
               open_side(&ref_dec, plain, name, NULL, 0, key, iv, ivlen);
     if (!CHECK(ok, "%s: cannot set up TLS record contexts", name))
-        return;
+        goto out;
     static unsigned char a[MAXREC], b[MAXREC], payload[16384];
     const size_t sizes[] = {0, 1, 15, 16, 17, 100, 1024, 16384};
     uint64_t seq = 0;
@@ -136,6 +136,7 @@ static void check_algorithm(const char *name, bool gcm, size_t keylen)
         CHECK(leaked < 8, "%s: %zu plaintext bytes of a refused record were left in the output", name, leaked);
         seq++;
     }
+out:
     close_side(&mg_enc);
     close_side(&ref_enc);
     close_side(&mg_dec);
@@ -162,7 +163,7 @@ static void test_gcm_explicit_iv_counts_up(void)
 {
     unsigned char key[16], fixed[4], a[EXPLICIT + 64 + TAG], first[EXPLICIT];
     CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(fixed, sizeof fixed) == 1);
-    struct side enc, dec;
+    struct side enc = {NULL, NULL}, dec = {NULL, NULL};
     CU_ASSERT_FATAL(open_side(&enc, NULL, "AES-128-GCM", "provider=memguard", 1, key, fixed, sizeof fixed) &&
                     open_side(&dec, plain, "AES-128-GCM", NULL, 0, key, fixed, sizeof fixed));
     for (uint64_t seq = 0; seq < 3; seq++) {
