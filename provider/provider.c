@@ -133,6 +133,8 @@ static const OSSL_ALGORITHM signature[] = {
 static const OSSL_ALGORITHM mac[] = {
     ALG("CMAC", mgp_cmac_mac), /* entry 0: skipped without AES-NI (no table-based AES here) */
     ALG("HMAC", mgp_hmac_mac),
+    ALG("KMAC-128:KMAC128:2.16.840.1.101.3.4.2.19", mgp_kmac128_mac),
+    ALG("KMAC-256:KMAC256:2.16.840.1.101.3.4.2.20", mgp_kmac256_mac),
     {NULL, NULL, NULL, NULL},
 };
 

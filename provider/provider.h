@@ -147,6 +147,8 @@ extern const OSSL_DISPATCH mgp_rsa_asym_cipher[];
 extern const OSSL_DISPATCH mgp_hmac_keymgmt[], mgp_hmac_signature[], mgp_hmac_mac[], mgp_hkdf_kdf[], mgp_pbkdf2_kdf[];
 /* EVP_MAC CMAC over memguard's AES-NI code (cmac.c); offered only where mgp_aes_available(). */
 extern const OSSL_DISPATCH mgp_cmac_mac[];
+/* EVP_MAC KMAC-128/256 on memguard's own Keccak-f[1600] (kmac.c, keccak.c); state in guarded memory. */
+extern const OSSL_DISPATCH mgp_kmac128_mac[], mgp_kmac256_mac[];
 int mgp_aes_available(void);
 /* Symmetric ciphers (cipher.c): the table for OSSL_OP_CIPHER, chosen by the CPU. */
 const OSSL_ALGORITHM *mgp_cipher_algorithms(void);
