@@ -3,6 +3,7 @@
  *
  *   symmetric_file_key KEYFILE hmac            HMAC-SHA256 of stdin, hex
  *   symmetric_file_key KEYFILE cmac            CMAC-AES-256 of stdin, hex
+ *   symmetric_file_key KEYFILE kmac            KMAC-256 of stdin (64 bytes, no customisation), hex
  *   symmetric_file_key KEYFILE cbc IVHEX       AES-256-CBC (PKCS#7) of stdin, raw, to stdout
  *
  * KEYFILE holds exactly 32 raw bytes (e.g. `openssl rand -out key.bin 32`, mode 0600).
@@ -68,12 +69,13 @@ static int mac_stdin(mg_buffer *key, const char *alg)
 {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, alg, "provider=memguard");
     EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-    int hmac = strcmp(alg, "HMAC") == 0;
+    int hmac = strcmp(alg, "HMAC") == 0, kmac = strcmp(alg, "KMAC-256") == 0;
     /*
      * The key parameter points into the guarded buffer. OpenSSL hands the OSSL_PARAM array to
      * memguard's set_ctx_params as it is - it copies nothing - and memguard reads the bytes once,
-     * straight into its guarded state (HMAC's keyed digest states, or CMAC's round keys and
-     * subkeys), so after this call the guarded buffer is the only other place the key ever was.
+     * straight into its guarded state (HMAC's keyed digest states, CMAC's round keys and
+     * subkeys, KMAC's key and keyed Keccak state), so after this call the guarded buffer is the
+     * only other place the key ever was.
      */
     char sha256[] = "SHA256", aes256[] = "AES-256-CBC";
     OSSL_PARAM params[] = {
@@ -81,7 +83,7 @@ static int mac_stdin(mg_buffer *key, const char *alg)
         OSSL_PARAM_octet_string(OSSL_MAC_PARAM_KEY, mg_buffer_data(key), mg_buffer_size(key)),
         OSSL_PARAM_END,
     };
-    int ok = ctx != NULL && EVP_MAC_init(ctx, NULL, 0, params) == 1;
+    int ok = ctx != NULL && EVP_MAC_init(ctx, NULL, 0, kmac ? params + 1 : params) == 1; /* KMAC: key only */
     mg_buffer_destroy(key); /* before reading any input: memguard holds the only keyed state now */
     if (!ok) {
         EVP_MAC_CTX_free(ctx);
@@ -93,7 +95,7 @@ static int mac_stdin(mg_buffer *key, const char *alg)
     do {
         ok = read_stdin(buf, &n) && EVP_MAC_update(ctx, buf, n) == 1;
     } while (ok && n == CHUNK);
-    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned char out[64]; /* EVP_MAX_MD_SIZE: the largest HMAC; and KMAC-256's default */
     size_t outl = 0;
     ok = ok && EVP_MAC_final(ctx, out, &outl, sizeof out) == 1;
     EVP_MAC_CTX_free(ctx);
@@ -147,7 +149,7 @@ static int encrypt_stdin(mg_buffer *key, const char *ivhex)
 int main(int argc, char **argv)
 {
     if (argc < 3 || (strcmp(argv[2], "cbc") == 0) != (argc == 4) || argc > 4) {
-        fprintf(stderr, "usage: symmetric_file_key KEYFILE hmac|cmac\n"
+        fprintf(stderr, "usage: symmetric_file_key KEYFILE hmac|cmac|kmac\n"
                         "       symmetric_file_key KEYFILE cbc IVHEX\n");
         return 2;
     }
@@ -160,6 +162,8 @@ int main(int argc, char **argv)
         return mac_stdin(key, "HMAC");
     if (strcmp(argv[2], "cmac") == 0)
         return mac_stdin(key, "CMAC");
+    if (strcmp(argv[2], "kmac") == 0)
+        return mac_stdin(key, "KMAC-256");
     if (strcmp(argv[2], "cbc") == 0)
         return encrypt_stdin(key, argv[3]);
     mg_buffer_destroy(key);

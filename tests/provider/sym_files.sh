@@ -23,6 +23,8 @@ for size in 0 1 15 16 17 1000 65536 200003; do
     check "HMAC-SHA256, $size bytes" "$want" "$("$example" "$work/key" hmac < "$work/in")"
     want=$(plain mac -cipher AES-256-CBC -macopt "hexkey:$hexkey" -in "$work/in" CMAC)
     check "CMAC-AES-256, $size bytes" "$want" "$("$example" "$work/key" cmac < "$work/in")"
+    want=$(plain mac -macopt "hexkey:$hexkey" -in "$work/in" KMAC256)
+    check "KMAC-256, $size bytes" "$want" "$("$example" "$work/key" kmac < "$work/in")"
     want=$(plain enc -aes-256-cbc -K "$hexkey" -iv "$iv" -in "$work/in" | od -An -v -tx1 | tr -d ' \n')
     got=$("$example" "$work/key" cbc "$iv" < "$work/in" | od -An -v -tx1 | tr -d ' \n')
     check "AES-256-CBC, $size bytes" "${want:0:64}...(${#want})" "${got:0:64}...(${#got})"
