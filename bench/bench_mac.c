@@ -292,6 +292,9 @@ int main(int argc, char **argv)
     OSSL_PARAM custom[] = {OSSL_PARAM_octet_string(OSSL_MAC_PARAM_CUSTOM, "bench", 5), OSSL_PARAM_END};
     for (size_t len = 64; len <= 16384; len *= 256)
         other_mac_row("CMAC", aes, "CMAC-AES-256 EVP_MAC re-init + update + final", len, len <= 64 ? 1.5 : 1.25);
+    OSSL_PARAM sha3[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA3-256", 0), OSSL_PARAM_END};
+    for (size_t len = 64; len <= 16384; len *= 256)
+        other_mac_row("HMAC", sha3, "HMAC-SHA3-256 EVP_MAC re-init + update + final", len, 0);
     for (size_t len = 64; len <= 16384; len *= 256)
         other_mac_row("KMAC-128", custom, "KMAC-128 EVP_MAC re-init + update + final", len, 0);
     for (size_t len = 64; len <= 16384; len *= 256)

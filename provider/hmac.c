@@ -7,8 +7,11 @@
  * three contexts, the padded key block and the inner digest live in a slot of
  * a guarded slab, and the digest is OpenSSL's low-level SHA-1/SHA-2 code (the
  * same assembly the default provider runs, SHA-NI where the CPU has it),
- * whose context struct we can place there. SHA-3 and others have no such
- * interface in 3.0 and are refused by name.
+ * whose context struct we can place there. SHA-3 has no such interface in
+ * 3.0: it runs on memguard's own Keccak (keccak.c, also KMAC's), and since a
+ * Keccak state is key-equivalent whatever it has absorbed, the stack and
+ * registers the permutation used are cleared after every SHA-3 call. Other
+ * digests are refused by name.
  *
  * Slots: a context is created for every EVP_MAC_CTX and, by
  * EVP_DigestSignFinal's internal dup, for every HMAC signature; one guarded
@@ -27,11 +30,18 @@
 #include <openssl/sha.h>
 
 #include "hmac.h"
+#include "keccak.h"
+
+struct sha3_state {
+    mgp_keccak k;
+    size_t pos;
+};
 
 union md_state {
     SHA_CTX s1;
     SHA256_CTX s256;
     SHA512_CTX s512;
+    struct sha3_state s3;
 };
 
 struct mgp_hmac_md {
@@ -40,6 +50,7 @@ struct mgp_hmac_md {
     void (*init)(union md_state *);
     void (*update)(union md_state *, const void *, size_t);
     void (*final)(unsigned char *, union md_state *);
+    bool keccak; /* SHA-3: the stack and registers are cleared after each keyed call (below) */
 };
 
 /* The low-level calls cannot fail on valid arguments (they return 1 always); wrappers fix the types. */
@@ -57,13 +68,35 @@ static void u512(union md_state *s, const void *d, size_t n) { SHA512_Update(&s-
 static void f384(unsigned char *o, union md_state *s) { SHA384_Final(o, &s->s512); }
 static void f512(unsigned char *o, union md_state *s) { SHA512_Final(o, &s->s512); }
 
+#define SHA3(bits, rate)                                                                                               \
+    static void i3_##bits(union md_state *s) { mg_wipe(&s->s3, sizeof s->s3); }                                      \
+    static void u3_##bits(union md_state *s, const void *d, size_t n)                                                \
+    {                                                                                                                  \
+        mgp_keccak_absorb(&s->s3.k, rate, &s->s3.pos, d, n);                                                           \
+    }                                                                                                                  \
+    static void f3_##bits(unsigned char *o, union md_state *s)                                                       \
+    {                                                                                                                  \
+        mgp_keccak_pad(&s->s3.k, rate, &s->s3.pos, 0x06);                                                              \
+        mgp_keccak_squeeze(&s->s3.k, rate, &s->s3.pos, o, (bits) / 8);                                                 \
+        mg_wipe(&s->s3, sizeof s->s3);                                                                                 \
+    }
+SHA3(224, 144)
+SHA3(256, 136)
+SHA3(384, 104)
+SHA3(512, 72)
+
 /* Names as OpenSSL 3.0's default provider registers them (compared without case). */
 static const mgp_hmac_md mds[] = {
-    {{"SHA2-256", "SHA-256", "SHA256", "2.16.840.1.101.3.4.2.1", NULL}, 32, 64, i256, u256, f256},
-    {{"SHA2-512", "SHA-512", "SHA512", "2.16.840.1.101.3.4.2.3", NULL}, 64, 128, i512, u512, f512},
-    {{"SHA2-384", "SHA-384", "SHA384", "2.16.840.1.101.3.4.2.2", NULL}, 48, 128, i384, u512, f384},
-    {{"SHA2-224", "SHA-224", "SHA224", "2.16.840.1.101.3.4.2.4", NULL}, 28, 64, i224, u256, f224},
-    {{"SHA1", "SHA-1", "SSL3-SHA1", "1.3.14.3.2.26", NULL}, 20, 64, i1, u1, f1},
+    {{"SHA2-256", "SHA-256", "SHA256", "2.16.840.1.101.3.4.2.1", NULL}, 32, 64, i256, u256, f256, false},
+    {{"SHA2-512", "SHA-512", "SHA512", "2.16.840.1.101.3.4.2.3", NULL}, 64, 128, i512, u512, f512, false},
+    {{"SHA2-384", "SHA-384", "SHA384", "2.16.840.1.101.3.4.2.2", NULL}, 48, 128, i384, u512, f384, false},
+    {{"SHA2-224", "SHA-224", "SHA224", "2.16.840.1.101.3.4.2.4", NULL}, 28, 64, i224, u256, f224, false},
+    {{"SHA1", "SHA-1", "SSL3-SHA1", "1.3.14.3.2.26", NULL}, 20, 64, i1, u1, f1, false},
+    /* block: the sponge's rate, as the default provider's HMAC takes it */
+    {{"SHA3-256", "2.16.840.1.101.3.4.2.8", NULL}, 32, 136, i3_256, u3_256, f3_256, true},
+    {{"SHA3-512", "2.16.840.1.101.3.4.2.10", NULL}, 64, 72, i3_512, u3_512, f3_512, true},
+    {{"SHA3-384", "2.16.840.1.101.3.4.2.9", NULL}, 48, 104, i3_384, u3_384, f3_384, true},
+    {{"SHA3-224", "2.16.840.1.101.3.4.2.7", NULL}, 28, 144, i3_224, u3_224, f3_224, true},
 };
 
 const mgp_hmac_md *mgp_hmac_md_by_name(const char *name)
@@ -85,7 +118,7 @@ size_t mgp_hmac_md_block(const mgp_hmac_md *md) { return md->block; }
 
 struct state {
     union md_state ictx, octx, cur;
-    unsigned char block[128]; /* K0, K0 ^ ipad, K0 ^ opad: only during set_key */
+    unsigned char block[144]; /* K0, K0 ^ ipad, K0 ^ opad: only during set_key (SHA3-224's is the largest) */
     unsigned char inner[64];  /* the inner digest: only during final */
 };
 
@@ -184,6 +217,20 @@ bool mgp_slot_alive(const void *owner)
     return s != NULL && mg_buffer_is_alive(s->buf);
 }
 
+/*
+ * SHA-3's permutation (keccak.c) spills state lanes onto the stack below the calls here, and a
+ * Keccak state is key-equivalent whatever it has absorbed (it can be run backwards): after every
+ * keyed SHA-3 call, clear that stack and the vector registers - test_kmac finds ~20 lanes on the
+ * stack without it. SHA-1/SHA-2 run in OpenSSL's assembly on the slot itself and need none of it.
+ */
+#define SHA3_SCRUB_STACK 4096
+
+static void keccak_scrub(const mgp_hmac_md *md, size_t stack)
+{
+    if (md != NULL && md->keccak)
+        mg_scrub(stack);
+}
+
 mgp_hmac *mgp_hmac_new(void)
 {
     mgp_hmac *h = OPENSSL_zalloc(sizeof *h);
@@ -203,6 +250,7 @@ mgp_hmac *mgp_hmac_dup(const mgp_hmac *src)
         return NULL;
     memcpy(h->st, src->st, sizeof *h->st); /* guarded to guarded */
     h->md = src->md;
+    keccak_scrub(h->md, 0);
     return h;
 }
 
@@ -241,6 +289,7 @@ void mgp_hmac_set_key(mgp_hmac *h, const mgp_hmac_md *md, const unsigned char *k
     mg_wipe(st->block, sizeof st->block);
     h->md = md;
     st->cur = st->ictx;
+    keccak_scrub(md, SHA3_SCRUB_STACK);
 }
 
 const mgp_hmac_md *mgp_hmac_get_md(const mgp_hmac *h)
@@ -251,12 +300,15 @@ const mgp_hmac_md *mgp_hmac_get_md(const mgp_hmac *h)
 void mgp_hmac_restart(mgp_hmac *h)
 {
     h->st->cur = h->st->ictx;
+    keccak_scrub(h->md, 0); /* the copy passed through vector registers */
 }
 
 void mgp_hmac_update(mgp_hmac *h, const unsigned char *in, size_t len)
 {
-    if (len > 0)
+    if (len > 0) {
         h->md->update(&h->st->cur, in, len);
+        keccak_scrub(h->md, SHA3_SCRUB_STACK);
+    }
 }
 
 void mgp_hmac_final(mgp_hmac *h, unsigned char *out)
@@ -270,6 +322,7 @@ void mgp_hmac_final(mgp_hmac *h, unsigned char *out)
     /* Leave only the keyed states: the last message's data and digests go. */
     mg_wipe(st->inner, sizeof st->inner);
     mg_wipe(&st->cur, sizeof st->cur);
+    keccak_scrub(md, SHA3_SCRUB_STACK);
 }
 
 mg_enclave *mgp_seal_copy(const void *src, size_t len)

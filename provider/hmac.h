@@ -2,8 +2,9 @@
  * HMAC whose whole state lives in guarded memory (hmac.c), shared by the
  * EVP_MAC (mac.c), the HMAC EVP_PKEY signature (mac_key.c) and the KDFs
  * (kdf.c). The digest runs over OpenSSL's low-level SHA-1/SHA-2 functions,
- * because only their context structs can be placed in memory we own; the
- * default provider's digest contexts are allocated in the ordinary heap.
+ * because only their context structs can be placed in memory we own (the
+ * default provider's digest contexts are allocated in the ordinary heap), and
+ * over memguard's own Keccak for SHA-3.
  */
 #ifndef MGP_HMAC_H
 #define MGP_HMAC_H
@@ -13,7 +14,8 @@
 
 #include "provider.h"
 
-/* One supported digest: SHA-1, SHA2-224, SHA2-256, SHA2-384, SHA2-512. */
+/* One supported digest: SHA-1, SHA2-224, SHA2-256, SHA2-384, SHA2-512, SHA3-224/256/384/512. */
+#define MGP_HMAC_DIGESTS "SHA1, SHA2-224, SHA2-256, SHA2-384, SHA2-512, SHA3-224, SHA3-256, SHA3-384, SHA3-512"
 typedef struct mgp_hmac_md mgp_hmac_md;
 /* By any of OpenSSL's names for it ("SHA256", "SHA2-256", "SHA-256", the OID); NULL if unsupported. */
 const mgp_hmac_md *mgp_hmac_md_by_name(const char *name);

@@ -125,7 +125,7 @@ static int set_md(kdf_ctx *c, const OSSL_PARAM *p)
         return 0;
     const mgp_hmac_md *md = mgp_hmac_md_by_name(name);
     if (md == NULL) {
-        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "digest %s: memguard offers SHA1, SHA2-224, SHA2-256, SHA2-384, SHA2-512",
+        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "digest %s: memguard offers " MGP_HMAC_DIGESTS,
                 name);
         return 0;
     }

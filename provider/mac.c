@@ -116,7 +116,7 @@ static int mac_set_params(void *vctx, const OSSL_PARAM params[])
         const mgp_hmac_md *md = mgp_hmac_md_by_name(name);
         if (md == NULL) {
             MGP_ERR(c->prov, MGP_R_UNSUPPORTED,
-                    "HMAC digest %s: memguard offers SHA1, SHA2-224, SHA2-256, SHA2-384, SHA2-512", name);
+                    "HMAC digest %s: memguard offers " MGP_HMAC_DIGESTS, name);
             return 0;
         }
         c->md = md;

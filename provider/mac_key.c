@@ -263,7 +263,7 @@ static int sig_digest_sign_init(void *vctx, const char *mdname, void *vkey, cons
     const mgp_hmac_md *md = mgp_hmac_md_by_name(mdname);
     if (md == NULL) {
         MGP_ERR(c->prov, mdname == NULL ? MGP_R_BAD_ARGUMENT : MGP_R_UNSUPPORTED,
-                "HMAC digest %s: memguard offers SHA1, SHA2-224, SHA2-256, SHA2-384, SHA2-512",
+                "HMAC digest %s: memguard offers " MGP_HMAC_DIGESTS,
                 mdname != NULL ? mdname : "(none given)");
         return 0;
     }

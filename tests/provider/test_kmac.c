@@ -1,5 +1,6 @@
 /*
- * memguard's EVP_MAC "KMAC-128" and "KMAC-256" (NIST SP 800-185):
+ * memguard's own Keccak: EVP_MAC "KMAC-128" and "KMAC-256" (NIST SP 800-185), and the residue of
+ * HMAC over SHA-3, which runs on it (its known answers and equivalence are in test_mac.c):
  *   - the sponge (provider/keccak.c, compiled in here too) equals OpenSSL's SHA3-256, SHAKE128 and
  *     SHAKE256 for every input length around the block edges, random splits and squeeze lengths;
  *     left_encode/right_encode give SP 800-185's encodings;
@@ -12,7 +13,9 @@
  *   - bad input gives clean errors with a memguard reason;
  *   - residue: the key, the keyed Keccak state and a running state are never in memory outside
  *     guarded mappings while contexts live (not even in the stack the permutation spilled into), and
- *     nowhere once they are freed (control: the default provider's KMAC keeps the key in the heap).
+ *     nowhere once they are freed (control: the default provider's KMAC keeps the key in the heap);
+ *     likewise HMAC-SHA3-256's inner, outer and running Keccak states (control: the default
+ *     provider's HMAC-SHA3 keeps its keyed state in the heap).
  * Run with OPENSSL_CONF pointing at a configuration that loads memguard after default.
  */
 #include <pthread.h>
@@ -492,7 +495,7 @@ static void test_bad_input_gives_clean_errors(void)
 
 /* ---- residue ---- */
 
-static memscan_needle needles[64];
+static memscan_needle needles[128];
 static size_t n_needles;
 
 static void add_needle(const unsigned char *v, size_t len)
@@ -622,6 +625,92 @@ static void test_no_key_or_state_outside_guarded_memory(void)
     CU_ASSERT(total(0, ours, false) + total(0, ours, true) == 0); /* nowhere at all */
 }
 
+/*
+ * Needles for HMAC-SHA3-256 with a 32-byte key: each lane of the Keccak states after K^ipad and after
+ * K^opad (one block each: the rate is 136 bytes), and, when msg is given, of the inner state after
+ * one more block of msg - what a context holds after init and update(msg, 136).
+ */
+static void hmac_sha3_needles(const unsigned char *key, const unsigned char *msg, bool outer)
+{
+    mg_buffer *b = mg_buffer_new(sizeof(mgp_keccak) + 136);
+    CU_ASSERT_FATAL(b != NULL);
+    mgp_keccak *k = mg_buffer_data(b);
+    unsigned char *blk = (unsigned char *)(k + 1);
+    for (int pad = 0; pad < (outer ? 2 : 1); pad++) {
+        size_t pos = 0;
+        for (size_t i = 0; i < 136; i++)
+            blk[i] = (unsigned char)((i < 32 ? key[i] : 0) ^ (pad == 0 ? 0x36 : 0x5c));
+        mg_wipe(k, sizeof *k);
+        mgp_keccak_absorb(k, 136, &pos, blk, 136);
+        for (int i = 0; i < 25; i++)
+            add_needle((const unsigned char *)&k->a[i], 8);
+        if (pad == 0 && msg != NULL) {
+            mgp_keccak_absorb(k, 136, &pos, msg, 136);
+            for (int i = 0; i < 25; i++)
+                add_needle((const unsigned char *)&k->a[i], 8);
+        }
+    }
+    mg_buffer_destroy(b);
+}
+
+static EVP_MAC_CTX *hmac_sha3_ctx(const char *propq, const unsigned char *key)
+{
+    EVP_MAC_CTX *c = new_ctx("HMAC", propq);
+    OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA3-256", 0), OSSL_PARAM_END};
+    if (c != NULL && EVP_MAC_init(c, key, 32, p) != 1) {
+        EVP_MAC_CTX_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* HMAC-SHA3 runs on the same Keccak (provider/hmac.c): its keyed states get the same scan. */
+static void test_hmac_sha3_states_outside_guarded_memory(void)
+{
+    n_needles = 0;
+    static unsigned char msg[5000];
+    RAND_bytes(msg, sizeof msg);
+    mg_buffer *k = mg_buffer_random(32), *kc = mg_buffer_random(32);
+    CU_ASSERT_FATAL(k != NULL && kc != NULL);
+    hmac_sha3_needles(mg_buffer_data(k), msg, true);
+    size_t ours = n_needles;
+    hmac_sha3_needles(mg_buffer_data(kc), NULL, false);
+    mg_scrub(64 * 1024);
+    unsigned char out[64];
+    size_t ol;
+    EVP_MAC_CTX *ctl = hmac_sha3_ctx(DF, mg_buffer_data(kc));
+    CU_ASSERT_FATAL(ctl != NULL && EVP_MAC_update(ctl, msg, 100) == 1);
+    EVP_MAC_CTX *c = hmac_sha3_ctx(MG, mg_buffer_data(k));
+    CU_ASSERT_FATAL(c != NULL);
+    mg_buffer_destroy(k);
+    mg_buffer_destroy(kc);
+    for (int i = 0; i < 20; i++)
+        CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1 && EVP_MAC_update(c, msg, sizeof msg) == 1 &&
+                  EVP_MAC_final(c, out, &ol, sizeof out) == 1);
+    CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1);
+    EVP_MAC_CTX *d = EVP_MAC_CTX_dup(c);
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT(update_deep(c, msg, 136) == 1 && update_deep(d, msg, 136) == 1);
+
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
+    fprintf(stderr, "\n  contexts live: memguard HMAC-SHA3-256 inner, outer and running state: guarded %zu, "
+                    "elsewhere %zu; default provider (control) inner state: guarded %zu, elsewhere %zu\n",
+            total(0, ours, true), total(0, ours, false), total(ours, n_needles, true), total(ours, n_needles, false));
+    CU_ASSERT(total(0, ours, false) == 0);
+    for (size_t i = 0; i < ours; i++)
+        CHECK(needles[i].guarded >= 2, "%s lane %zu in guarded memory %zu times",
+              i < 25 ? "inner" : i < 50 ? "running" : "outer", i % 25, needles[i].guarded);
+    CU_ASSERT(total(ours, n_needles, false) > 0); /* the control: its keyed state is in the heap */
+
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_CTX_free(d);
+    EVP_MAC_CTX_free(ctl);
+    CU_ASSERT_FATAL(memscan_run(needles, n_needles));
+    fprintf(stderr, "  contexts freed: memguard HMAC-SHA3-256 states: guarded %zu, elsewhere %zu\n",
+            total(0, ours, true), total(0, ours, false));
+    CU_ASSERT(total(0, ours, false) + total(0, ours, true) == 0);
+}
+
 static CU_TestInfo sponge_tests[] = {
     {"sponge equals SHA3-256, SHAKE128, SHAKE256 (all lengths to 3 blocks, splits)", test_sponge_matches_sha3_and_shake},
     {"left_encode and right_encode", test_left_and_right_encode},
@@ -651,6 +740,8 @@ static CU_TestInfo context_tests[] = {
 
 static CU_TestInfo residue_tests[] = {
     {"no key, keyed or running state outside guarded memory", test_no_key_or_state_outside_guarded_memory},
+    {"HMAC-SHA3: no keyed or running Keccak state outside guarded memory",
+     test_hmac_sha3_states_outside_guarded_memory},
     CU_TEST_INFO_NULL,
 };
 

@@ -33,6 +33,7 @@
 #include <memguard/memguard.h>
 
 #include "../core/harness.h"
+#include "check.h"
 #include "memscan.h"
 
 #define MG "provider=memguard"
@@ -225,6 +226,58 @@ static int pbkdf2(const char *propq, const char *md, const unsigned char *pass, 
     return kdf("PBKDF2", propq, p, out, len);
 }
 
+/* NIST's HMAC-SHA3 examples: key 00 01 02 ..., message "Sample message for keylen<blocklen" (or = or >). */
+static void test_hmac_sha3_nist_examples(void)
+{
+    static const struct {
+        const char *md;
+        char rel;
+        size_t keylen;
+        const char *mac;
+    } t[] = {
+        {"SHA3-224", '<', 28, "332cfd59347fdb8e576e77260be4aba2d6dc53117b3bfb52c6d18c04"},
+        {"SHA3-224", '=', 144, "d8b733bcf66c644a12323d564e24dcf3fc75f231f3b67968359100c7"},
+        {"SHA3-224", '>', 172, "078695eecc227c636ad31d063a15dd05a7e819a66ec6d8de1e193e59"},
+        {"SHA3-256", '<', 32, "4fe8e202c4f058e8dddc23d8c34e467343e23555e24fc2f025d598f558f67205"},
+        {"SHA3-256", '=', 136, "68b94e2e538a9be4103bebb5aa016d47961d4d1aa906061313b557f8af2c3faa"},
+        {"SHA3-256", '>', 168, "9bcf2c238e235c3ce88404e813bd2f3a97185ac6f238c63d6229a00b07974258"},
+        {"SHA3-384", '<', 48,
+         "d588a3c51f3f2d906e8298c1199aa8ff6296218127f6b38a90b6afe2c5617725bc99987f79b22a557b6520db710b7f42"},
+        {"SHA3-384", '=', 104,
+         "a27d24b592e8c8cbf6d4ce6fc5bf62d8fc98bf2d486640d9eb8099e24047837f5f3bffbe92dcce90b4ed5b1e7e44fa90"},
+        {"SHA3-384", '>', 152,
+         "e5ae4c739f455279368ebf36d4f5354c95aa184c899d3870e460ebc288ef1f9470053f73f7c6da2a71bcaec38ce7d6ac"},
+        {"SHA3-512", '<', 64,
+         "4efd629d6c71bf86162658f29943b1c308ce27cdfa6db0d9c3ce81763f9cbce5f7ebe9868031db1a8f8eb7b6b95e5c5e"
+         "3f657a8996c86a2f6527e307f0213196"},
+        {"SHA3-512", '=', 72,
+         "544e257ea2a3e5ea19a590e6a24b724ce6327757723fe2751b75bf007d80f6b360744bf1b7a88ea585f9765b47911976"
+         "d3191cf83c039f5ffab0d29cc9d9b6da"},
+        {"SHA3-512", '>', 136,
+         "5f464f5e5b7848e3885e49b2c385f0694985d0e38966242dc4a5fe3fea4b37d46b65ceced5dcf59438dd840bab22269f"
+         "0ba7febdb9fcf74602a35666b2a32915"},
+    };
+    unsigned char key[172], want[64], got[64];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char msg[64];
+        size_t wl = unhex(t[i].mac, want, sizeof want), gl = 0;
+        int ml = snprintf(msg, sizeof msg, "Sample message for keylen%cblocklen", t[i].rel);
+        for (int split = 0; split < 2; split++) {
+            CHECK(mac(MG, t[i].md, key, t[i].keylen, (const unsigned char *)msg, (size_t)ml, split, got, &gl) &&
+                      gl == wl && memcmp(got, want, wl) == 0,
+                  "memguard EVP_MAC HMAC-%s, key %zu bytes", t[i].md, t[i].keylen);
+            CHECK(mac(DF, t[i].md, key, t[i].keylen, (const unsigned char *)msg, (size_t)ml, split, got, &gl) &&
+                      gl == wl && memcmp(got, want, wl) == 0,
+                  "default HMAC-%s, key %zu bytes (the vector itself)", t[i].md, t[i].keylen);
+        }
+        CHECK(pkey_mac(MG, t[i].md, key, t[i].keylen, (const unsigned char *)msg, (size_t)ml, got, &gl) && gl == wl &&
+                  memcmp(got, want, wl) == 0,
+              "memguard HMAC EVP_PKEY with %s, key %zu bytes", t[i].md, t[i].keylen);
+    }
+}
+
 static void test_hkdf_rfc5869_known_answers(void)
 {
     const struct {
@@ -292,7 +345,8 @@ static void test_pbkdf2_rfc6070_rfc7914_known_answers(void)
 
 /* ---- identical to the default provider ---- */
 
-static const char *const digests[] = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512"};
+static const char *const digests[] = {"SHA1",     "SHA224",   "SHA256",   "SHA384",  "SHA512",
+                                      "SHA3-224", "SHA3-256", "SHA3-384", "SHA3-512"};
 
 static size_t rnd(size_t bound)
 {
@@ -328,7 +382,7 @@ static void test_hmac_matches_default_for_random_keys_and_splits(void)
 static void test_kdfs_match_default_for_random_inputs(void)
 {
     for (int i = 0; i < 40; i++) {
-        const char *md = digests[rnd(5)];
+        const char *md = digests[rnd(sizeof digests / sizeof digests[0])];
         unsigned char ikm[200], salt[100], info[100], a[600], b[600];
         size_t ikmlen = 1 + rnd(sizeof ikm), saltlen = rnd(sizeof salt), infolen = rnd(sizeof info), len = 1 + rnd(600);
         RAND_bytes(ikm, sizeof ikm);
@@ -473,8 +527,10 @@ static void test_bad_input_gives_clean_errors(void)
     CU_ASSERT_FATAL(c != NULL);
     /* No digest; a digest whose state we cannot place in guarded memory; update/final before init. */
     CU_ASSERT(EVP_MAC_init(c, key, sizeof key, NULL) == 0 && memguard_error());
-    OSSL_PARAM sha3[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA3-256", 0), OSSL_PARAM_END};
-    CU_ASSERT(EVP_MAC_init(c, key, sizeof key, sha3) == 0 && memguard_error());
+    OSSL_PARAM other[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA512-256", 0), OSSL_PARAM_END};
+    CU_ASSERT(EVP_MAC_init(c, key, sizeof key, other) == 0 && memguard_error());
+    OSSL_PARAM shake[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHAKE128", 0), OSSL_PARAM_END};
+    CU_ASSERT(EVP_MAC_init(c, key, sizeof key, shake) == 0 && memguard_error()); /* an XOF: not for HMAC */
     CU_ASSERT(EVP_MAC_update(c, key, 1) == 0 && memguard_error());
     OSSL_PARAM sha256[] = {OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA2-256", 0), OSSL_PARAM_END};
     CU_ASSERT(EVP_MAC_init(c, NULL, 0, sha256) == 0 && memguard_error()); /* no key yet */
@@ -503,7 +559,7 @@ static void test_bad_input_gives_clean_errors(void)
     EVP_PKEY *k = EVP_PKEY_new_raw_private_key_ex(NULL, "HMAC", MG, key, sizeof key);
     CU_ASSERT_FATAL(k != NULL);
     EVP_MD_CTX *s = EVP_MD_CTX_new();
-    CU_ASSERT(EVP_DigestSignInit_ex(s, NULL, "SHA3-256", NULL, MG, k, NULL) == 0 && memguard_error());
+    CU_ASSERT(EVP_DigestSignInit_ex(s, NULL, "BLAKE2B-512", NULL, MG, k, NULL) == 0 && memguard_error());
     EVP_MD_CTX_free(s);
     s = EVP_MD_CTX_new();
     EVP_MD_CTX_set_flags(s, EVP_MD_CTX_FLAG_FINALISE); /* final on the context itself, no internal dup */
@@ -525,7 +581,7 @@ static void test_bad_input_gives_clean_errors(void)
     CU_ASSERT(EVP_KDF_derive(kc, out, 32, nokey) == 0 && memguard_error());
     EVP_KDF_CTX_free(kc);
     EVP_KDF_free(kd);
-    CU_ASSERT(hkdf(MG, "SHA3-256", 0, key, 32, NULL, 0, NULL, 0, out, 32) == 0 && memguard_error());
+    CU_ASSERT(hkdf(MG, "SM3", 0, key, 32, NULL, 0, NULL, 0, out, 32) == 0 && memguard_error());
     CU_ASSERT(hkdf(MG, "SHA256", EVP_KDF_HKDF_MODE_EXTRACT_ONLY, key, 32, NULL, 0, NULL, 0, out, 31) == 0 &&
               memguard_error());
     CU_ASSERT(hkdf(MG, "SHA256", 0, key, 32, NULL, 0, NULL, 0, big, sizeof big) == 0 && memguard_error());
@@ -921,6 +977,7 @@ static void test_no_key_or_padded_state_outside_guarded_memory(void)
 
 static CU_TestInfo kat_tests[] = {
     {"HMAC RFC 4231 and NIST vectors through EVP_MAC and EVP_PKEY", test_hmac_known_answers_through_memguard},
+    {"HMAC-SHA3 NIST examples (key below, at and above the rate)", test_hmac_sha3_nist_examples},
     {"HKDF RFC 5869 vectors, all three modes", test_hkdf_rfc5869_known_answers},
     {"PBKDF2 RFC 6070 and RFC 7914 vectors", test_pbkdf2_rfc6070_rfc7914_known_answers},
     CU_TEST_INFO_NULL,
