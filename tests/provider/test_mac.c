@@ -566,9 +566,11 @@ static void test_bad_input_gives_clean_errors(void)
     outl = sizeof out;
     CU_ASSERT_FATAL(EVP_DigestSignInit_ex(s, NULL, "SHA256", NULL, MG, k, NULL) == 1 &&
                     EVP_DigestSignUpdate(s, key, 3) == 1 && EVP_DigestSignFinal(s, out, &outl) == 1);
+    /* Refused by memguard; OpenSSL >= 3.4 refuses a finalised context in EVP before the provider sees it. */
+    bool evp_checks = OpenSSL_version_num() >= 0x30400000L;
     outl = sizeof out;
-    CU_ASSERT(EVP_DigestSignFinal(s, out, &outl) == 0 && memguard_error());
-    CU_ASSERT(EVP_DigestSignUpdate(s, key, 3) == 0 && memguard_error());
+    CU_ASSERT(EVP_DigestSignFinal(s, out, &outl) == 0 && (memguard_error() || evp_checks));
+    CU_ASSERT(EVP_DigestSignUpdate(s, key, 3) == 0 && (memguard_error() || evp_checks));
     EVP_MD_CTX_free(s);
     EVP_PKEY_free(k);
 
