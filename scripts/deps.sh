@@ -7,6 +7,7 @@ PACKAGES=(
   cmake make gcc clang libclang-rt-14-dev pkgconf
   libssl-dev openssl libsodium-dev libcunit1-dev valgrind
   nginx-light stunnel4 curl procps   # the real servers and clients of tests/tls and the demo
+  perl xz-utils                      # scripts/openssl35.sh: OpenSSL 3.5 built from Debian 13's source
 )
 
 missing=()
