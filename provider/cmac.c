@@ -284,29 +284,11 @@ static int cmac_final(void *vctx, unsigned char *out, size_t *outl, size_t outsi
     return 1;
 }
 
-static const OSSL_PARAM gettable[] = {
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_SIZE, NULL),
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_BLOCK_SIZE, NULL),
-    OSSL_PARAM_END,
-};
-
-static const OSSL_PARAM *cmac_gettable(void *vctx, void *provctx)
-{
-    (void)vctx;
-    (void)provctx;
-    return gettable;
-}
-
 static int cmac_get_params(void *vctx, OSSL_PARAM params[])
 {
     const cmac_ctx *c = vctx;
-    OSSL_PARAM *p;
     size_t n = c->cipher != NULL ? 16 : 0; /* the MAC and the block are both one AES block */
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, n))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_BLOCK_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, n))
-        return 0;
-    return 1;
+    return mgp_mac_get_sizes(params, n, n);
 }
 
 #define FN(id, f) {id, (void (*)(void))(f)}
@@ -318,7 +300,7 @@ const OSSL_DISPATCH mgp_cmac_mac[] = {
     FN(OSSL_FUNC_MAC_INIT, cmac_init),
     FN(OSSL_FUNC_MAC_UPDATE, cmac_update),
     FN(OSSL_FUNC_MAC_FINAL, cmac_final),
-    FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, cmac_gettable),
+    FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, mgp_mac_gettable),
     FN(OSSL_FUNC_MAC_GET_CTX_PARAMS, cmac_get_params),
     FN(OSSL_FUNC_MAC_SETTABLE_CTX_PARAMS, cmac_settable),
     FN(OSSL_FUNC_MAC_SET_CTX_PARAMS, cmac_set_params),

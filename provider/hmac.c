@@ -26,7 +26,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/params.h>
 #include <openssl/sha.h>
 
 #include "hmac.h"
@@ -350,4 +352,27 @@ mg_enclave *mgp_seal_copy(const void *src, size_t len)
         return NULL;
     }
     return mg_buffer_seal(b); /* destroys b */
+}
+
+static const OSSL_PARAM mac_gettable[] = {
+    OSSL_PARAM_size_t(OSSL_MAC_PARAM_SIZE, NULL),
+    OSSL_PARAM_size_t(OSSL_MAC_PARAM_BLOCK_SIZE, NULL),
+    OSSL_PARAM_END,
+};
+
+const OSSL_PARAM *mgp_mac_gettable(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return mac_gettable;
+}
+
+int mgp_mac_get_sizes(OSSL_PARAM params[], size_t size, size_t block)
+{
+    OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, size))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_BLOCK_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, block))
+        return 0;
+    return 1;
 }

@@ -59,6 +59,13 @@ void *mgp_slot_take(void **owner);
 void mgp_slot_give(void *owner, void *slot, size_t used);
 bool mgp_slot_alive(const void *owner); /* false once mg_purge() wiped the slab */
 
+/*
+ * The EVP_MAC context parameters every MAC here answers, "size" and "block-size" (mac.c,
+ * cmac.c, kmac.c): the gettable table, and filling them in.
+ */
+const OSSL_PARAM *mgp_mac_gettable(void *vctx, void *provctx);
+int mgp_mac_get_sizes(OSSL_PARAM params[], size_t size, size_t block);
+
 /* Largest secret (MAC key, KDF secret or password) accepted: beyond it is a caller's bug. */
 #define MGP_MAX_SECRET (64 * 1024)
 

@@ -323,28 +323,10 @@ static int kmac_final(void *vctx, unsigned char *out, size_t *outl, size_t outsi
     return 1;
 }
 
-static const OSSL_PARAM gettable[] = {
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_SIZE, NULL),
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_BLOCK_SIZE, NULL),
-    OSSL_PARAM_END,
-};
-
-static const OSSL_PARAM *kmac_gettable(void *vctx, void *provctx)
-{
-    (void)vctx;
-    (void)provctx;
-    return gettable;
-}
-
 static int kmac_get_params(void *vctx, OSSL_PARAM params[])
 {
     const kmac_ctx *c = vctx;
-    OSSL_PARAM *p;
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, c->outlen))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_BLOCK_SIZE)) != NULL && !OSSL_PARAM_set_size_t(p, c->v->rate))
-        return 0;
-    return 1;
+    return mgp_mac_get_sizes(params, c->outlen, c->v->rate);
 }
 
 #define FN(id, f) {id, (void (*)(void))(f)}
@@ -356,7 +338,7 @@ static int kmac_get_params(void *vctx, OSSL_PARAM params[])
         FN(OSSL_FUNC_MAC_INIT, kmac_init),                                                                             \
         FN(OSSL_FUNC_MAC_UPDATE, kmac_update),                                                                         \
         FN(OSSL_FUNC_MAC_FINAL, kmac_final),                                                                           \
-        FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, kmac_gettable),                                                          \
+        FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, mgp_mac_gettable),                                                          \
         FN(OSSL_FUNC_MAC_GET_CTX_PARAMS, kmac_get_params),                                                             \
         FN(OSSL_FUNC_MAC_SETTABLE_CTX_PARAMS, kmac_settable),                                                          \
         FN(OSSL_FUNC_MAC_SET_CTX_PARAMS, kmac_set_params),                                                             \

@@ -197,30 +197,11 @@ static int mac_final(void *vctx, unsigned char *out, size_t *outl, size_t outsiz
     return 1;
 }
 
-static const OSSL_PARAM gettable[] = {
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_SIZE, NULL),
-    OSSL_PARAM_size_t(OSSL_MAC_PARAM_BLOCK_SIZE, NULL),
-    OSSL_PARAM_END,
-};
-
-static const OSSL_PARAM *mac_gettable(void *vctx, void *provctx)
-{
-    (void)vctx;
-    (void)provctx;
-    return gettable;
-}
-
 static int mac_get_params(void *vctx, OSSL_PARAM params[])
 {
     const mac_ctx *c = vctx;
-    OSSL_PARAM *p;
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_SIZE)) != NULL &&
-        !OSSL_PARAM_set_size_t(p, c->md != NULL ? mgp_hmac_md_size(c->md) : 0))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_MAC_PARAM_BLOCK_SIZE)) != NULL &&
-        !OSSL_PARAM_set_size_t(p, c->md != NULL ? mgp_hmac_md_block(c->md) : 0))
-        return 0;
-    return 1;
+    return mgp_mac_get_sizes(params, c->md != NULL ? mgp_hmac_md_size(c->md) : 0,
+                             c->md != NULL ? mgp_hmac_md_block(c->md) : 0);
 }
 
 #define FN(id, f) {id, (void (*)(void))(f)}
@@ -232,7 +213,7 @@ const OSSL_DISPATCH mgp_hmac_mac[] = {
     FN(OSSL_FUNC_MAC_INIT, mac_init),
     FN(OSSL_FUNC_MAC_UPDATE, mac_update),
     FN(OSSL_FUNC_MAC_FINAL, mac_final),
-    FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, mac_gettable),
+    FN(OSSL_FUNC_MAC_GETTABLE_CTX_PARAMS, mgp_mac_gettable),
     FN(OSSL_FUNC_MAC_GET_CTX_PARAMS, mac_get_params),
     FN(OSSL_FUNC_MAC_SETTABLE_CTX_PARAMS, mac_settable),
     FN(OSSL_FUNC_MAC_SET_CTX_PARAMS, mac_set_params),

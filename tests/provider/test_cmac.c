@@ -29,27 +29,6 @@
 #define MG "provider=memguard"
 #define DF "provider=default"
 
-static size_t unhex(const char *h, unsigned char *out, size_t cap)
-{
-    size_t n = 0;
-    for (; h[0] != '\0' && h[1] != '\0' && n < cap; h += 2) {
-        unsigned v;
-        if (sscanf(h, "%2x", &v) != 1)
-            break;
-        out[n++] = (unsigned char)v;
-    }
-    return n;
-}
-
-static bool memguard_error(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
-    bool ok = r != NULL && strncmp(r, "memguard:", 9) == 0;
-    ERR_clear_error();
-    return ok;
-}
-
 static EVP_MAC_CTX *cmac_ctx(const char *propq, const char *cipher, const unsigned char *key, size_t klen)
 {
     EVP_MAC *m = EVP_MAC_fetch(NULL, "CMAC", propq);

@@ -40,27 +40,6 @@
 #define MG "provider=memguard"
 #define DF "provider=default"
 
-static size_t unhex(const char *h, unsigned char *out, size_t cap)
-{
-    size_t n = 0;
-    for (; h[0] != '\0' && h[1] != '\0' && n < cap; h += 2) {
-        unsigned v;
-        if (sscanf(h, "%2x", &v) != 1)
-            break;
-        out[n++] = (unsigned char)v;
-    }
-    return n;
-}
-
-static bool memguard_error(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
-    bool ok = r != NULL && strncmp(r, "memguard:", 9) == 0;
-    ERR_clear_error();
-    return ok;
-}
-
 static size_t rnd(size_t n) /* uniform enough in 0..n-1 for test shapes */
 {
     unsigned r;
@@ -571,6 +550,25 @@ static __attribute__((noinline)) int update_deep(EVP_MAC_CTX *c, const unsigned 
     return r;
 }
 
+/*
+ * MAC msg 20 times with c, then restart it, duplicate it and feed both one 136-byte block from
+ * deep in the stack: the two contexts hold the state after one block, and the permutation that
+ * made it ran last. The duplicate.
+ */
+static EVP_MAC_CTX *use_then_dup_after_one_block(EVP_MAC_CTX *c, const unsigned char *msg, size_t len)
+{
+    unsigned char out[64];
+    size_t ol;
+    for (int i = 0; i < 20; i++)
+        CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1 && EVP_MAC_update(c, msg, len) == 1 &&
+                  EVP_MAC_final(c, out, &ol, sizeof out) == 1);
+    CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1);
+    EVP_MAC_CTX *d = EVP_MAC_CTX_dup(c);
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT(update_deep(c, msg, 136) == 1 && update_deep(d, msg, 136) == 1);
+    return d;
+}
+
 static void test_no_key_or_state_outside_guarded_memory(void)
 {
     n_needles = 0;
@@ -584,8 +582,6 @@ static void test_no_key_or_state_outside_guarded_memory(void)
     /* The needles' own computation (test code, the sponge's stack spills) leaves fragments in dead
        stack frames and vector registers: clear them, so that what the scan finds came from KMAC. */
     mg_scrub(64 * 1024);
-    unsigned char out[64];
-    size_t ol;
     /* The control: the default provider's KMAC, live, keeps the key in the heap. */
     EVP_MAC_CTX *ctl = new_ctx("KMAC256", DF);
     CU_ASSERT_FATAL(ctl != NULL && EVP_MAC_init(ctl, mg_buffer_data(kc), 64, NULL) == 1 &&
@@ -597,13 +593,7 @@ static void test_no_key_or_state_outside_guarded_memory(void)
     CU_ASSERT_FATAL(c != NULL && EVP_MAC_init(c, mg_buffer_data(k), 64, p) == 1);
     mg_buffer_destroy(k);
     mg_buffer_destroy(kc);
-    for (int i = 0; i < 20; i++)
-        CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1 && EVP_MAC_update(c, msg, sizeof msg) == 1 &&
-                  EVP_MAC_final(c, out, &ol, sizeof out) == 1);
-    CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1);
-    EVP_MAC_CTX *d = EVP_MAC_CTX_dup(c);
-    CU_ASSERT_FATAL(d != NULL);
-    CU_ASSERT(update_deep(c, msg, 136) == 1 && update_deep(d, msg, 136) == 1);
+    EVP_MAC_CTX *d = use_then_dup_after_one_block(c, msg, sizeof msg);
 
     CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     fprintf(stderr, "\n  contexts live: memguard key, keyed and running state: guarded %zu, elsewhere %zu; "
@@ -676,21 +666,13 @@ static void test_hmac_sha3_states_outside_guarded_memory(void)
     size_t ours = n_needles;
     hmac_sha3_needles(mg_buffer_data(kc), NULL, false);
     mg_scrub(64 * 1024);
-    unsigned char out[64];
-    size_t ol;
     EVP_MAC_CTX *ctl = hmac_sha3_ctx(DF, mg_buffer_data(kc));
     CU_ASSERT_FATAL(ctl != NULL && EVP_MAC_update(ctl, msg, 100) == 1);
     EVP_MAC_CTX *c = hmac_sha3_ctx(MG, mg_buffer_data(k));
     CU_ASSERT_FATAL(c != NULL);
     mg_buffer_destroy(k);
     mg_buffer_destroy(kc);
-    for (int i = 0; i < 20; i++)
-        CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1 && EVP_MAC_update(c, msg, sizeof msg) == 1 &&
-                  EVP_MAC_final(c, out, &ol, sizeof out) == 1);
-    CU_ASSERT(EVP_MAC_init(c, NULL, 0, NULL) == 1);
-    EVP_MAC_CTX *d = EVP_MAC_CTX_dup(c);
-    CU_ASSERT_FATAL(d != NULL);
-    CU_ASSERT(update_deep(c, msg, 136) == 1 && update_deep(d, msg, 136) == 1);
+    EVP_MAC_CTX *d = use_then_dup_after_one_block(c, msg, sizeof msg);
 
     CU_ASSERT_FATAL(memscan_run(needles, n_needles));
     fprintf(stderr, "\n  contexts live: memguard HMAC-SHA3-256 inner, outer and running state: guarded %zu, "

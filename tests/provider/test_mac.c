@@ -39,28 +39,6 @@
 #define MG "provider=memguard"
 #define DF "provider=default"
 
-static size_t unhex(const char *h, unsigned char *out, size_t cap)
-{
-    size_t n = 0;
-    for (; h[0] != '\0' && h[1] != '\0' && n < cap; h += 2) {
-        unsigned v;
-        if (sscanf(h, "%2x", &v) != 1)
-            break;
-        out[n++] = (unsigned char)v;
-    }
-    return n;
-}
-
-/* The last error carries a memguard reason string (not a crash, not a silent 0). */
-static bool memguard_error(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
-    bool ok = r != NULL && strncmp(r, "memguard:", 9) == 0;
-    ERR_clear_error();
-    return ok;
-}
-
 /* ---- MAC helpers ---- */
 
 /* EVP_MAC HMAC over msg, fed in random update sizes when split. 1 on success. */
