@@ -12,6 +12,7 @@
 #include <memguard/memguard.h>
 
 #include "chacha_simd.h"
+#include "simd.h"
 
 static uint32_t load32(const unsigned char *p)
 {
@@ -248,8 +249,8 @@ __attribute__((target("avx2,avx512f,avx512vl"))) static void chacha_x8vl(const u
 void mgp_chacha20_xor_blocks(const unsigned char key[32], const unsigned char nonce[12], uint32_t ctr,
                              const unsigned char *in, unsigned char *out, size_t nblocks)
 {
-    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-    size_t width = avx512 ? 16 : __builtin_cpu_supports("avx2") ? 8 : 0;
+    size_t width = (size_t)mgp_simd_chacha_width();
+    int avx512 = width == 16;
     while (width != 0 && nblocks >= VECTOR_TAIL_MIN) {
         size_t n = nblocks < width ? nblocks : width;
         if (n > 8)
@@ -268,9 +269,10 @@ void mgp_chacha20_blocks01(const unsigned char key[32], const unsigned char nonc
                            unsigned char b1[64])
 {
     static const unsigned char zeros[128];
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    int width = mgp_simd_chacha_width();
+    if (width == 16) {
         chacha_x8vl(key, nonce, 0, zeros, b0, 2, b1);
-    } else if (__builtin_cpu_supports("avx2")) {
+    } else if (width == 8) {
         chacha_x8(key, nonce, 0, zeros, b0, 2, b1);
     } else {
         crypto_stream_chacha20_ietf_xor_ic(b0, zeros, 64, nonce, 0, key);

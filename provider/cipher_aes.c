@@ -17,14 +17,13 @@
 #include <immintrin.h>
 
 #include "cipher.h"
+#include "simd.h"
 
 #define TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
 
 int mgp_aes_available(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("ssse3") &&
-           __builtin_cpu_supports("sse4.1");
+    return mgp_simd_aesni();
 }
 
 #define RK(k, r) _mm_load_si128((const __m128i *)(k)->rk[r])

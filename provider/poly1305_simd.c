@@ -12,6 +12,7 @@
 #include <memguard/memguard.h>
 
 #include "chacha_simd.h"
+#include "simd.h"
 
 #define M44 ((UINT64_C(1) << 44) - 1)
 #define M42 ((UINT64_C(1) << 42) - 1)
@@ -123,7 +124,7 @@ __attribute__((target("avx512f,avx512ifma"))) static void blocks8(poly_state *st
 
 int mgp_poly1305_ifma(void)
 {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
+    return mgp_simd_ifma();
 }
 
 void mgp_poly1305_init(void *vst, const unsigned char key[32])

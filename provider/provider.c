@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "provider.h"
+#include "simd.h"
 #if defined(MGP_HAVE_SKEYMGMT) && defined(OSSL_OP_SKEYMGMT) /* OpenSSL >= 3.5 */
 #include "skeymgmt.h" /* EVP_SKEY (OpenSSL >= 3.5): compiled out on 3.0 */
 #define MGP_SKEY(op, table) mgp_skey_extend((op), (table))
@@ -78,6 +79,7 @@ static const OSSL_PARAM gettable[] = {
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+    OSSL_PARAM_DEFN(MGP_PARAM_SIMD, OSSL_PARAM_UTF8_PTR, NULL, 0),
     OSSL_PARAM_END,
 };
 
@@ -101,6 +103,8 @@ static int get_params(void *provctx, OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) != NULL && !OSSL_PARAM_set_utf8_ptr(p, buildinfo))
         return 0;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL && !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, MGP_PARAM_SIMD)) != NULL && !OSSL_PARAM_set_utf8_ptr(p, mgp_simd_describe()))
         return 0;
     return 1;
 }
@@ -397,8 +401,8 @@ static int configure(mgp_ctx *ctx)
         return 0;
     }
     const char *scrubbing = scrub_freed_heap(scrub);
-    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms, freed heap scrubbing %s",
-              mg_backend_name(mg_get_backend()), rekey != NULL ? rekey : "500", scrubbing);
+    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms, freed heap scrubbing %s; %s",
+              mg_backend_name(mg_get_backend()), rekey != NULL ? rekey : "500", scrubbing, mgp_simd_describe());
     return 1;
 }
 

@@ -20,6 +20,8 @@
 
 #define MGP_NAME "memguard enclave key provider"
 #define MGP_PROPS "provider=memguard"
+/* Provider parameter (OSSL_PROVIDER_get_params): which of memguard's own code paths run (simd.h). */
+#define MGP_PARAM_SIMD "memguard-simd"
 
 /*
  * Structure names our PEM decoder gives the DER it decodes, so that only our

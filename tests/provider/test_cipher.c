@@ -641,16 +641,16 @@ static void test_no_key_or_schedule_outside_guarded_memory(void)
 #include <sodium.h>
 
 #include "../../provider/chacha_simd.h"
+#include "../../provider/simd.h"
 
-/* A message of 256 GiB would be needed to reach the last block counter through EVP; the keystream
+/* mgp_chacha20_xor_blocks and _blocks01 against libsodium at the counter edges; the mismatches.
+ * A message of 256 GiB would be needed to reach the last block counter through EVP; the keystream
  * function is called there directly, with every tail length a 16-, 8- or 1-block pass can leave. */
-static void test_vector_code_matches_libsodium_at_counter_edges(void)
+static int chacha_mismatches(const unsigned char *in, const unsigned char key[32], const unsigned char nonce[12])
 {
     enum { MAXB = 40 };
-    static unsigned char in[64 * MAXB], want[64 * MAXB], got[64 * MAXB + 1];
-    unsigned char key[32], nonce[12], b0[64], b1[64];
-    CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(nonce, sizeof nonce) == 1);
-    CU_ASSERT_FATAL(RAND_bytes(in, sizeof in) == 1);
+    static unsigned char want[64 * MAXB], got[64 * MAXB + 1];
+    unsigned char b0[64], b1[64];
     int bad = 0;
     for (size_t n = 1; n <= MAXB; n++) {
         /* the last blocks before the counter wraps (RFC 8439's limit), and the 2^31 sign edge */
@@ -662,19 +662,74 @@ static void test_vector_code_matches_libsodium_at_counter_edges(void)
             bad += memcmp(got, want, 64 * n) != 0 || got[64 * n] != 0; /* nothing written past n blocks */
         }
     }
-    CU_ASSERT_EQUAL(bad, 0);
     mgp_chacha20_blocks01(key, nonce, b0, b1);
     CU_ASSERT_FATAL(crypto_stream_chacha20_ietf(want, 128, nonce, key) == 0);
-    CU_ASSERT(memcmp(b0, want, 64) == 0 && memcmp(b1, want + 64, 64) == 0);
+    bad += memcmp(b0, want, 64) != 0 || memcmp(b1, want + 64, 64) != 0;
+    return bad;
+}
 
+/* The provider (its own copy of simd.c) reports the paths MEMGUARD_SIMD leaves it, in "memguard-simd". */
+static void test_provider_reports_its_code_paths(void)
+{
+    OSSL_PROVIDER *p = OSSL_PROVIDER_load(NULL, "memguard");
+    CU_ASSERT_FATAL(p != NULL);
+    char *paths = NULL; /* points into the provider's constant text */
+    OSSL_PARAM q[] = {OSSL_PARAM_utf8_ptr("memguard-simd", &paths, 0), OSSL_PARAM_END};
+    CU_ASSERT_FATAL(OSSL_PROVIDER_get_params(p, q) == 1 && paths != NULL);
+    printf("    memguard-simd: %s\n", paths);
+    /* the same answer as this process's copy, which reads the same MEMGUARD_SIMD */
+    CU_ASSERT_STRING_EQUAL(paths, mgp_simd_describe());
+    const char *cap = getenv("MEMGUARD_SIMD");
+    if (cap != NULL && strcmp(cap, "avx2") == 0 && __builtin_cpu_supports("avx2"))
+        CU_ASSERT(strstr(paths, "ChaCha20: AVX2") != NULL && strstr(paths, "Poly1305: libsodium") != NULL);
+    if (cap != NULL && strcmp(cap, "aesni") == 0)
+        CU_ASSERT(strstr(paths, "ChaCha20: libsodium") != NULL && strstr(paths, "Poly1305: libsodium") != NULL);
+    if (cap != NULL && strcmp(cap, "none") == 0)
+        CU_ASSERT(strstr(paths, "AES: not offered") != NULL);
+    OSSL_PROVIDER_unload(p);
+}
+
+static void test_vector_code_matches_libsodium_at_counter_edges(void)
+{
+    static unsigned char in[64 * 40];
+    unsigned char key[32], nonce[12];
+    CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(nonce, sizeof nonce) == 1);
+    CU_ASSERT_FATAL(RAND_bytes(in, sizeof in) == 1);
+    /* Every ChaCha20 path this CPU can run - 16-way AVX-512, 8-way AVX2, libsodium - whatever the
+       cap the suite runs under (MEMGUARD_SIMD), by lowering this copy's cap in turn (simd.h). */
+    const struct {
+        int cap;
+        const char *path;
+        bool cpu_can;
+    } paths[] = {
+        {MGP_SIMD_AVX512, "16-way AVX-512", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")},
+        {MGP_SIMD_AVX2, "8-way AVX2", __builtin_cpu_supports("avx2")},
+        {MGP_SIMD_AESNI, "libsodium", true},
+    };
+    int initial = mgp_simd_cap();
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        if (!paths[i].cpu_can) {
+            printf("    ChaCha20 %s: this CPU cannot run it\n", paths[i].path);
+            continue;
+        }
+        mgp_simd_set_cap(paths[i].cap);
+        int bad = chacha_mismatches(in, key, nonce);
+        CU_ASSERT_EQUAL(bad, 0);
+        printf("    ChaCha20 %s: %d mismatches with libsodium\n", paths[i].path, bad);
+    }
+    mgp_simd_set_cap(initial);
+
+    /* The IFMA Poly1305, wherever the CPU has it (under any MEMGUARD_SIMD cap). */
+    mgp_simd_set_cap(MGP_SIMD_AVX512);
     if (!mgp_poly1305_ifma()) {
-        printf("    no AVX-512 IFMA: the Poly1305 half is libsodium's own, not tested here\n");
+        printf("    this CPU has no AVX-512 IFMA: Poly1305 is always libsodium's own\n");
+        mgp_simd_set_cap(initial);
         return;
     }
     /* Poly1305: every length to 700 bytes (8-block steps, single blocks, a short last block), fed in random pieces. */
     static unsigned char st[MGP_POLY1305_STATE_BYTES] __attribute__((aligned(16)));
     unsigned char tag[16], ref[16], cuts[2];
-    bad = 0;
+    int bad = 0;
     for (size_t len = 0; len <= 700 && len <= sizeof in; len++) {
         CU_ASSERT_FATAL(RAND_bytes(key, sizeof key) == 1 && RAND_bytes(cuts, sizeof cuts) == 1);
         size_t c1 = len == 0 ? 0 : cuts[0] % (len + 1), c2 = c1 + (len - c1 == 0 ? 0 : (size_t)cuts[1] * 3 % (len - c1 + 1));
@@ -687,7 +742,43 @@ static void test_vector_code_matches_libsodium_at_counter_edges(void)
         bad += memcmp(tag, ref, 16) != 0;
     }
     CU_ASSERT_EQUAL(bad, 0);
+    printf("    Poly1305 AVX-512 IFMA: %d mismatches with libsodium\n", bad);
+    mgp_simd_set_cap(initial);
 }
+
+/* ---- MEMGUARD_SIMD=none: as on a CPU without AES-NI ---- */
+
+/* memguard offers no AES (ciphers or CMAC) - it has no table-based AES - and all the rest still works. */
+static void test_without_aes_ni_only_aes_is_withheld(void)
+{
+    for (size_t i = 0; i < N_ALGS; i++) {
+        EVP_CIPHER *c = fetch(names[i], "memguard");
+        bool aes = strncmp(names[i], "AES", 3) == 0;
+        CU_ASSERT((c == NULL) == aes);
+        if (c == NULL && aes)
+            printf("    %s: not offered\n", names[i]);
+        EVP_CIPHER_free(c);
+    }
+    ERR_clear_error();
+    EVP_MAC *cmac = EVP_MAC_fetch(NULL, "CMAC", "provider=memguard"), *hmac = EVP_MAC_fetch(NULL, "HMAC", "provider=memguard"),
+            *kmac = EVP_MAC_fetch(NULL, "KMAC-256", "provider=memguard");
+    CU_ASSERT(cmac == NULL && hmac != NULL && kmac != NULL);
+    EVP_MAC_free(cmac);
+    EVP_MAC_free(hmac);
+    EVP_MAC_free(kmac);
+    ERR_clear_error();
+    /* ChaCha20-Poly1305, all from libsodium here, equals the default provider and survives dupctx. */
+    static const size_t lens[] = {0, 1, 63, 64, 65, 1000, 4096, 65537};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        CU_ASSERT(differential("ChaCha20-Poly1305", lens[i], 12, 1 + lens[i] % 40, 1));
+}
+
+static CU_TestInfo without_aes_ni_tests[] = {
+    {"without AES-NI only the AES algorithms are withheld", test_without_aes_ni_only_aes_is_withheld},
+    {"the provider reports its code paths", test_provider_reports_its_code_paths},
+    {"vector ChaCha20/Poly1305 match libsodium at counter edges", test_vector_code_matches_libsodium_at_counter_edges},
+    CU_TEST_INFO_NULL,
+};
 
 static CU_TestInfo cipher_tests[] = {
     {"unqualified fetch stays on the default provider", test_unqualified_fetch_stays_on_default},
@@ -700,6 +791,7 @@ static CU_TestInfo cipher_tests[] = {
     {"bad input fails cleanly", test_bad_input_fails_cleanly},
     {"no key or AES schedule outside guarded memory", test_no_key_or_schedule_outside_guarded_memory},
     {"vector ChaCha20/Poly1305 match libsodium at counter edges", test_vector_code_matches_libsodium_at_counter_edges},
+    {"the provider reports its code paths", test_provider_reports_its_code_paths},
     CU_TEST_INFO_NULL,
 };
 
@@ -709,8 +801,11 @@ int main(void)
         fprintf(stderr, "set OPENSSL_CONF to a configuration that loads memguard\n");
         return 2;
     }
+    /* MEMGUARD_SIMD=none (simd.h) makes the provider behave as on a CPU without AES-NI. */
+    const char *simd = getenv("MEMGUARD_SIMD");
+    bool no_aes = simd != NULL && strcmp(simd, "none") == 0;
     CU_SuiteInfo suites[] = {
-        {"cipher", NULL, NULL, NULL, NULL, cipher_tests},
+        {no_aes ? "cipher without AES-NI" : "cipher", NULL, NULL, NULL, NULL, no_aes ? without_aes_ni_tests : cipher_tests},
         CU_SUITE_INFO_NULL,
     };
     return mgt_main(suites);
