@@ -34,8 +34,8 @@ done
 # The openssl command line, as a user would try it: -propquery provider=memguard picks memguard's
 # MACs, ciphers and KDFs (nothing else answers that query), and they give plain OpenSSL's bytes.
 head -c 5000 /dev/urandom > "$work/in"
-for alg in "HMAC -digest SHA256" "HMAC -digest SHA3-256" "CMAC -cipher AES-256-CBC" KMAC128 KMAC256; do
-    # shellcheck disable=SC2086 # alg is several words on purpose
+for alg in "-digest SHA256 HMAC" "-digest SHA3-256 HMAC" "-cipher AES-256-CBC CMAC" KMAC128 KMAC256; do
+    # shellcheck disable=SC2086 # options, then the MAC's name
     check "openssl mac -propquery provider=memguard $alg" "$(plain mac -macopt "hexkey:$hexkey" -in "$work/in" $alg)" \
         "$(openssl mac -propquery provider=memguard -macopt "hexkey:$hexkey" -in "$work/in" $alg)"
 done
