@@ -22,9 +22,10 @@ void mgp_chacha20_xor_blocks(const unsigned char key[32], const unsigned char no
 void mgp_chacha20_blocks01(const unsigned char key[32], const unsigned char nonce[12], unsigned char b0[64],
                            unsigned char b1[64]);
 
-/* Poly1305 with AVX-512 IFMA (radix 2^44, 8 blocks per step); only if mgp_poly1305_ifma(). */
+/* Poly1305 with AVX-512 IFMA (radix 2^44, 8 blocks per step) or AVX2 (radix 2^26, 4 blocks per
+ * step); only if mgp_poly1305_vector(), else libsodium's. */
 #define MGP_POLY1305_STATE_BYTES 256
-int mgp_poly1305_ifma(void);
+int mgp_poly1305_vector(void);
 void mgp_poly1305_init(void *st, const unsigned char key[32]);
 void mgp_poly1305_update(void *st, const unsigned char *in, size_t len);
 void mgp_poly1305_final(void *st, unsigned char tag[16]);

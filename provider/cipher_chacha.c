@@ -22,7 +22,7 @@ static const unsigned char zeros[64];
 /* The choice is per process, so a state duplicated by dupctx is always read by the code that wrote it. */
 static void poly_init(mgp_cipher_state *s, const unsigned char key[32])
 {
-    if (mgp_poly1305_ifma())
+    if (mgp_poly1305_vector())
         mgp_poly1305_init(&s->poly, key);
     else
         crypto_onetimeauth_poly1305_init(&s->poly, key);
@@ -30,7 +30,7 @@ static void poly_init(mgp_cipher_state *s, const unsigned char key[32])
 
 static void poly_update(mgp_cipher_state *s, const unsigned char *in, size_t len)
 {
-    if (mgp_poly1305_ifma())
+    if (mgp_poly1305_vector())
         mgp_poly1305_update(&s->poly, in, len);
     else
         crypto_onetimeauth_poly1305_update(&s->poly, in, len);
@@ -38,7 +38,7 @@ static void poly_update(mgp_cipher_state *s, const unsigned char *in, size_t len
 
 static void poly_final(mgp_cipher_state *s, unsigned char tag[16])
 {
-    if (mgp_poly1305_ifma())
+    if (mgp_poly1305_vector())
         mgp_poly1305_final(&s->poly, tag);
     else
         crypto_onetimeauth_poly1305_final(&s->poly, tag);

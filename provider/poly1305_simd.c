@@ -1,9 +1,11 @@
 /*
  * Poly1305 (RFC 8439, section 2.5) in radix 2^44 (limbs of 44, 44, 42 bits), so that one
  * AVX-512 IFMA multiply-add (52x52 bits) covers a limb product; 8 blocks are absorbed per
- * step, lane j multiplying by r^8 and, at the last step, by r^(8-j). The state - r, its
- * powers, s and the accumulator - is the caller's guarded buffer; short inputs and tails use
- * the same arithmetic in scalar code.
+ * step, lane j multiplying by r^8 and, at the last step, by r^(8-j). Without IFMA, AVX2
+ * absorbs 4 blocks per step the same way in radix 2^26 (one 32x32-bit multiply per limb
+ * product), converting the accumulator and r^1..r^4 on entry and back on exit. The state - r,
+ * its powers, s and the accumulator - is the caller's guarded buffer; short inputs and tails
+ * use the same arithmetic in scalar code.
  */
 #include <string.h>
 
@@ -25,7 +27,7 @@ typedef struct poly_state {
     uint64_t s[2];     /* the pad added at the end */
     unsigned char buf[16];
     uint32_t buflen;
-    uint32_t powers; /* r^2..r^8 computed: only once 128 bytes arrive, short messages skip it */
+    uint32_t powers; /* r^2..r^powers computed (0, 4 or 8): only once a vector step comes, short messages skip it */
 } poly_state;
 _Static_assert(sizeof(poly_state) <= MGP_POLY1305_STATE_BYTES, "Poly1305 state too big for its guarded slot");
 
@@ -122,9 +124,121 @@ __attribute__((target("avx512f,avx512ifma"))) static void blocks8(poly_state *st
     st->h[0] = t0, st->h[1] = t1, st->h[2] = t2;
 }
 
-int mgp_poly1305_ifma(void)
+int mgp_poly1305_vector(void)
 {
-    return mgp_simd_ifma();
+    return mgp_simd_poly1305() != 0;
+}
+
+/* ---- AVX2: radix 2^26, 4 blocks per step ---- */
+
+#define M26 ((UINT64_C(1) << 26) - 1)
+
+/* Radix 2^44 (partially reduced) to 26-bit limbs: carried first, so that limbs 0 and 1 fit 44 bits. */
+static void to26(uint64_t t0, uint64_t t1, uint64_t t2, uint64_t l[5])
+{
+    uint64_t c = t1 >> 44;
+    t1 &= M44, t2 += c;
+    c = t2 >> 42, t2 &= M42, t0 += c * 5;
+    c = t0 >> 44, t0 &= M44, t1 += c;
+    c = t1 >> 44, t1 &= M44, t2 += c; /* t2 may reach 2^42: its top bit lands in l[4] */
+    l[0] = t0 & M26;
+    l[1] = (t0 >> 26) | (t1 & 0xff) << 18;
+    l[2] = (t1 >> 8) & M26;
+    l[3] = (t1 >> 34) | (t2 & 0xffff) << 10;
+    l[4] = t2 >> 16;
+}
+
+/* 26-bit limbs (each below 2^32) back to radix 2^44, partially reduced. */
+static void from26(const uint64_t l[5], uint64_t h[3])
+{
+    uint64_t t0 = l[0] + (l[1] << 26);
+    uint64_t t1 = (t0 >> 44) + (l[2] << 8) + (l[3] << 34);
+    uint64_t t2 = (t1 >> 44) + (l[4] << 16);
+    t0 &= M44, t1 &= M44;
+    uint64_t c = t2 >> 42;
+    t2 &= M42, t0 += c * 5;
+    h[0] = t0 & M44, h[1] = t1 + (t0 >> 44), h[2] = t2;
+}
+
+/* h = h * r in each lane, 26-bit limbs; s = 5r. Limbs in: below 2^27; out: below 2^26 (+ a carry in h1). */
+#define VMUL26(h, r, s)                                                                                                \
+    do {                                                                                                               \
+        __m256i d0 = _mm256_add_epi64(                                                                                 \
+            _mm256_add_epi64(_mm256_mul_epu32(h[0], r[0]), _mm256_mul_epu32(h[1], s[4])),                              \
+            _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epu32(h[2], s[3]), _mm256_mul_epu32(h[3], s[2])),             \
+                             _mm256_mul_epu32(h[4], s[1])));                                                           \
+        __m256i d1 = _mm256_add_epi64(                                                                                 \
+            _mm256_add_epi64(_mm256_mul_epu32(h[0], r[1]), _mm256_mul_epu32(h[1], r[0])),                              \
+            _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epu32(h[2], s[4]), _mm256_mul_epu32(h[3], s[3])),             \
+                             _mm256_mul_epu32(h[4], s[2])));                                                           \
+        __m256i d2 = _mm256_add_epi64(                                                                                 \
+            _mm256_add_epi64(_mm256_mul_epu32(h[0], r[2]), _mm256_mul_epu32(h[1], r[1])),                              \
+            _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epu32(h[2], r[0]), _mm256_mul_epu32(h[3], s[4])),             \
+                             _mm256_mul_epu32(h[4], s[3])));                                                           \
+        __m256i d3 = _mm256_add_epi64(                                                                                 \
+            _mm256_add_epi64(_mm256_mul_epu32(h[0], r[3]), _mm256_mul_epu32(h[1], r[2])),                              \
+            _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epu32(h[2], r[1]), _mm256_mul_epu32(h[3], r[0])),             \
+                             _mm256_mul_epu32(h[4], s[4])));                                                           \
+        __m256i d4 = _mm256_add_epi64(                                                                                 \
+            _mm256_add_epi64(_mm256_mul_epu32(h[0], r[4]), _mm256_mul_epu32(h[1], r[3])),                              \
+            _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epu32(h[2], r[2]), _mm256_mul_epu32(h[3], r[1])),             \
+                             _mm256_mul_epu32(h[4], r[0])));                                                           \
+        __m256i c;                                                                                                     \
+        c = _mm256_srli_epi64(d0, 26), d0 = _mm256_and_si256(d0, m26), d1 = _mm256_add_epi64(d1, c);                   \
+        c = _mm256_srli_epi64(d1, 26), d1 = _mm256_and_si256(d1, m26), d2 = _mm256_add_epi64(d2, c);                   \
+        c = _mm256_srli_epi64(d2, 26), d2 = _mm256_and_si256(d2, m26), d3 = _mm256_add_epi64(d3, c);                   \
+        c = _mm256_srli_epi64(d3, 26), d3 = _mm256_and_si256(d3, m26), d4 = _mm256_add_epi64(d4, c);                   \
+        c = _mm256_srli_epi64(d4, 26), d4 = _mm256_and_si256(d4, m26);                                                 \
+        d0 = _mm256_add_epi64(d0, _mm256_add_epi64(c, _mm256_slli_epi64(c, 2)));                                       \
+        c = _mm256_srli_epi64(d0, 26), d0 = _mm256_and_si256(d0, m26), d1 = _mm256_add_epi64(d1, c);                   \
+        h[0] = d0, h[1] = d1, h[2] = d2, h[3] = d3, h[4] = d4;                                                         \
+    } while (0)
+
+__attribute__((target("avx2"))) static uint64_t hsum(__m256i v)
+{
+    __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return (uint64_t)_mm_cvtsi128_si64(x) + (uint64_t)_mm_extract_epi64(x, 1);
+}
+
+/*
+ * nchunks * 64 bytes, full blocks. The loads put blocks 0, 2, 1, 3 of a chunk in lanes 0..3,
+ * so the last step multiplies the lanes by r^4, r^2, r^3, r^1.
+ */
+__attribute__((target("avx2"))) static void blocks4(poly_state *st, const unsigned char *m, size_t nchunks)
+{
+    const __m256i m26 = _mm256_set1_epi64x((long long)M26), hibit = _mm256_set1_epi64x(1 << 24);
+    uint64_t p[4][5], l[5];
+    for (int k = 1; k <= 4; k++) /* r^k */
+        to26(st->pw[0][8 - k], st->pw[1][8 - k], st->pw[2][8 - k], p[k - 1]);
+    __m256i r[5], s[5], h[5];
+    to26(st->h[0], st->h[1], st->h[2], l);
+    for (int i = 0; i < 5; i++) {
+        r[i] = _mm256_set1_epi64x((long long)p[3][i]);
+        s[i] = _mm256_add_epi64(r[i], _mm256_slli_epi64(r[i], 2));
+        h[i] = _mm256_set_epi64x(0, 0, 0, (long long)l[i]);
+    }
+    for (size_t n = 0; n < nchunks; n++, m += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)m);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(m + 32));
+        __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b);
+        h[0] = _mm256_add_epi64(h[0], _mm256_and_si256(lo, m26));
+        h[1] = _mm256_add_epi64(h[1], _mm256_and_si256(_mm256_srli_epi64(lo, 26), m26));
+        h[2] = _mm256_add_epi64(h[2],
+                                _mm256_and_si256(_mm256_or_si256(_mm256_srli_epi64(lo, 52), _mm256_slli_epi64(hi, 12)), m26));
+        h[3] = _mm256_add_epi64(h[3], _mm256_and_si256(_mm256_srli_epi64(hi, 14), m26));
+        h[4] = _mm256_add_epi64(h[4], _mm256_or_si256(_mm256_srli_epi64(hi, 40), hibit));
+        if (n + 1 == nchunks) /* the last step: lanes by r^4, r^2, r^3, r^1 */
+            for (int i = 0; i < 5; i++) {
+                r[i] = _mm256_set_epi64x((long long)p[0][i], (long long)p[2][i], (long long)p[1][i], (long long)p[3][i]);
+                s[i] = _mm256_add_epi64(r[i], _mm256_slli_epi64(r[i], 2));
+            }
+        VMUL26(h, r, s);
+    }
+    for (int i = 0; i < 5; i++)
+        l[i] = hsum(h[i]);
+    from26(l, st->h);
+    mg_wipe(p, sizeof p);
+    mg_wipe(l, sizeof l);
 }
 
 void mgp_poly1305_init(void *vst, const unsigned char key[32])
@@ -138,17 +252,21 @@ void mgp_poly1305_init(void *vst, const unsigned char key[32])
     st->buflen = 0;
 }
 
-/* pw[.][8-k] = r^k for k = 2..8, each from the one before it, in place in the guarded state. */
-static void make_powers(poly_state *st)
+/* pw[.][8-k] = r^k for k = 2..upto, each from the one before it, in place in the guarded state. */
+static void make_powers(poly_state *st, uint32_t upto)
 {
-    for (int k = 2; k <= 8; k++) {
+    for (uint32_t k = st->powers < 2 ? 2 : st->powers + 1; k <= upto; k++) {
         uint64_t t[3] = {st->pw[0][9 - k], st->pw[1][9 - k], st->pw[2][9 - k]};
         mul44(t, st->pw[0][7], st->pw[1][7], st->pw[2][7]);
         st->pw[0][8 - k] = t[0], st->pw[1][8 - k] = t[1], st->pw[2][8 - k] = t[2];
         mg_wipe(t, sizeof t);
     }
-    st->powers = 1;
+    if (upto > st->powers)
+        st->powers = upto;
 }
+
+/* Below this, AVX2's set-up (r^2..r^4, converting them and the accumulator) costs more than it saves. */
+#define AVX2_MIN 256
 
 void mgp_poly1305_update(void *vst, const unsigned char *in, size_t len)
 {
@@ -162,11 +280,15 @@ void mgp_poly1305_update(void *vst, const unsigned char *in, size_t len)
         block1(st, st->buf, 1);
         st->buflen = 0;
     }
-    if (len >= 128) {
-        if (!st->powers)
-            make_powers(st);
+    int path = mgp_simd_poly1305();
+    if (len >= 128 && path == 2) {
+        make_powers(st, 8);
         blocks8(st, in, len / 128);
         in += len - len % 128, len %= 128;
+    } else if (len >= AVX2_MIN && path == 1) {
+        make_powers(st, 4);
+        blocks4(st, in, len / 64);
+        in += len - len % 64, len %= 64;
     }
     for (; len >= 16; in += 16, len -= 16)
         block1(st, in, 1);

@@ -52,10 +52,13 @@ int mgp_simd_chacha_width(void)
     return 0;
 }
 
-int mgp_simd_ifma(void)
+int mgp_simd_poly1305(void)
 {
-    return mgp_simd_cap() >= MGP_SIMD_AVX512 && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512ifma");
+    if (mgp_simd_cap() >= MGP_SIMD_AVX512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma"))
+        return 2;
+    if (mgp_simd_cap() >= MGP_SIMD_AVX2 && __builtin_cpu_supports("avx2"))
+        return 1;
+    return 0;
 }
 
 #define AES0 "AES: not offered (no AES-NI)"
@@ -64,13 +67,14 @@ int mgp_simd_ifma(void)
 #define CHACHA1 "ChaCha20: AVX2, 8 blocks"
 #define CHACHA2 "ChaCha20: AVX-512, 16 blocks"
 #define POLY0 "Poly1305: libsodium"
-#define POLY1 "Poly1305: AVX-512 IFMA"
-#define WITH(a, c) {a "; " c "; " POLY0, a "; " c "; " POLY1}
+#define POLY1 "Poly1305: AVX2, 4 blocks"
+#define POLY2 "Poly1305: AVX-512 IFMA, 8 blocks"
+#define WITH(a, c) {a "; " c "; " POLY0, a "; " c "; " POLY1, a "; " c "; " POLY2}
 #define ROW(a) {WITH(a, CHACHA0), WITH(a, CHACHA1), WITH(a, CHACHA2)}
 
 const char *mgp_simd_describe(void)
 {
-    static const char *const text[2][3][2] = {ROW(AES0), ROW(AES1)};
+    static const char *const text[2][3][3] = {ROW(AES0), ROW(AES1)};
     int w = mgp_simd_chacha_width();
-    return text[mgp_simd_aesni() != 0][w == 16 ? 2 : w == 8 ? 1 : 0][mgp_simd_ifma() != 0];
+    return text[mgp_simd_aesni() != 0][w == 16 ? 2 : w == 8 ? 1 : 0][mgp_simd_poly1305()];
 }

@@ -5,7 +5,7 @@
  * paths and the fallbacks can be run, and tested, on a machine that has the widest:
  *
  *   MEMGUARD_SIMD=avx512  everything the CPU has (the default)
- *   MEMGUARD_SIMD=avx2    no AVX-512: ChaCha20 8 blocks at a time, Poly1305 from libsodium
+ *   MEMGUARD_SIMD=avx2    no AVX-512: ChaCha20 8 blocks at a time, Poly1305 4
  *   MEMGUARD_SIMD=aesni   no AVX2 either: ChaCha20 and Poly1305 from libsodium
  *   MEMGUARD_SIMD=none    no AES-NI either: AES ciphers and CMAC are not offered, as on a CPU
  *                         without AES-NI
@@ -24,7 +24,7 @@ void mgp_simd_set_cap(int cap);
 /* What may run now: the CPU's feature under the cap. */
 int mgp_simd_aesni(void);        /* AES-NI + PCLMULQDQ (+ SSSE3, SSE4.1): AES ciphers and CMAC */
 int mgp_simd_chacha_width(void); /* ChaCha20 blocks per vector pass: 16 (AVX-512VL), 8 (AVX2), 0 (libsodium) */
-int mgp_simd_ifma(void);         /* Poly1305 on AVX-512 IFMA (else libsodium's) */
+int mgp_simd_poly1305(void);     /* Poly1305 blocks: 2 AVX-512 IFMA (8 at a time), 1 AVX2 (4), 0 libsodium */
 /* The paths in words, for the provider parameter "memguard-simd" and the debug log. */
 const char *mgp_simd_describe(void);
 
