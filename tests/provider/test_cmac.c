@@ -213,6 +213,8 @@ static void test_bad_input_gives_clean_errors(void)
     EVP_MAC_free(m);
 }
 
+/* The memory scans read every mapping, ASan's shadow included: they run in the other builds. */
+#ifndef MG_SANITIZED
 /* ---- residue ---- */
 
 /* FIPS 197 key expansion, the textbook way, for the needles (computed in guarded memory). */
@@ -360,6 +362,8 @@ static void test_no_key_schedule_or_subkeys_outside_guarded_memory(void)
     CU_ASSERT(total(0, ours, false) + total(0, ours, true) == 0); /* nowhere at all */
 }
 
+#endif
+
 static CU_TestInfo kat_tests[] = {
     {"RFC 4493 and SP 800-38B examples (AES-128, AES-256)", test_rfc4493_and_sp800_38b_examples},
     CU_TEST_INFO_NULL,
@@ -377,10 +381,12 @@ static CU_TestInfo context_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+#ifndef MG_SANITIZED
 static CU_TestInfo residue_tests[] = {
     {"no key, round key or K1/K2 outside guarded memory", test_no_key_schedule_or_subkeys_outside_guarded_memory},
     CU_TEST_INFO_NULL,
 };
+#endif
 
 int main(void)
 {
@@ -392,7 +398,9 @@ int main(void)
         {"kat", NULL, NULL, NULL, NULL, kat_tests},
         {"equivalence", NULL, NULL, NULL, NULL, equivalence_tests},
         {"contexts", NULL, NULL, NULL, NULL, context_tests},
+#ifndef MG_SANITIZED
         {"residue", NULL, NULL, NULL, NULL, residue_tests},
+#endif
         CU_SUITE_INFO_NULL,
     };
     return mgt_main(suites);

@@ -472,6 +472,8 @@ static void test_bad_input_gives_clean_errors(void)
     EVP_MAC_CTX_free(c);
 }
 
+/* The memory scans read every mapping, ASan's shadow included: they run in the other builds. */
+#ifndef MG_SANITIZED
 /* ---- residue ---- */
 
 static memscan_needle needles[128];
@@ -693,6 +695,8 @@ static void test_hmac_sha3_states_outside_guarded_memory(void)
     CU_ASSERT(total(0, ours, false) + total(0, ours, true) == 0);
 }
 
+#endif
+
 static CU_TestInfo sponge_tests[] = {
     {"sponge equals SHA3-256, SHAKE128, SHAKE256 (all lengths to 3 blocks, splits)", test_sponge_matches_sha3_and_shake},
     {"left_encode and right_encode", test_left_and_right_encode},
@@ -720,12 +724,14 @@ static CU_TestInfo context_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+#ifndef MG_SANITIZED
 static CU_TestInfo residue_tests[] = {
     {"no key, keyed or running state outside guarded memory", test_no_key_or_state_outside_guarded_memory},
     {"HMAC-SHA3: no keyed or running Keccak state outside guarded memory",
      test_hmac_sha3_states_outside_guarded_memory},
     CU_TEST_INFO_NULL,
 };
+#endif
 
 int main(void)
 {
@@ -738,7 +744,9 @@ int main(void)
         {"kat", NULL, NULL, NULL, NULL, kat_tests},
         {"equivalence", NULL, NULL, NULL, NULL, equivalence_tests},
         {"contexts", NULL, NULL, NULL, NULL, context_tests},
+#ifndef MG_SANITIZED
         {"residue", NULL, NULL, NULL, NULL, residue_tests},
+#endif
         CU_SUITE_INFO_NULL,
     };
     return mgt_main(suites);
