@@ -115,6 +115,12 @@ static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_
             return 1;
         }
     }
+    /* Plain ECDH (no parameters: no KDF, no cofactor option): the per-key curve, only the scalar unsealed. */
+    if (secret != NULL && c->params == NULL && strcmp(c->alg, "ECDH") == 0) {
+        int rc = mgp_ecdh_derive(c->key, c->peer->pub, secret, secretlen, outlen);
+        if (rc >= 0)
+            return rc;
+    }
     struct derive_args a = {c, secret, secretlen, outlen};
     return mgp_key_with_private(c->key, do_derive, &a);
 }

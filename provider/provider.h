@@ -115,6 +115,12 @@ void mgp_rsa_cache_free(struct mgp_rsa_cache *c);
 /* ECDSA over an already computed digest, unsealing only the scalar (ecdsa.c). */
 int mgp_ecdsa_sign_digest(mgp_key *k, const unsigned char *dgst, size_t dlen, unsigned char *sig, size_t *siglen,
                           size_t sigsize);
+/*
+ * Plain ECDH (no KDF, no cofactor option) with the cached curve: secret gets the shared x
+ * coordinate, field-size bytes. 1 done, 0 failed (error raised), -1 no cached curve: use the
+ * generic path.
+ */
+int mgp_ecdh_derive(mgp_key *k, const EVP_PKEY *peer, unsigned char *secret, size_t *secretlen, size_t outlen);
 
 /*
  * A private key's DER (PKCS#8 PrivateKeyInfo, or RSAPrivateKey / ECPrivateKey

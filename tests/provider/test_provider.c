@@ -793,6 +793,86 @@ static void test_key_agreement_agrees_with_plain(void)
     }
 }
 
+/* A fresh EC key of curve, made by the plain side and read back through memguard's decoders. */
+static EVP_PKEY *sealed_ec_key(const char *curve, EVP_PKEY **full)
+{
+    *full = EVP_PKEY_Q_keygen(plain, NULL, "EC", curve);
+    BIO *b = BIO_new(BIO_s_mem());
+    EVP_PKEY *k = NULL;
+    if (*full != NULL && b != NULL && PEM_write_bio_PrivateKey(b, *full, NULL, NULL, 0, NULL, NULL) == 1)
+        k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b); /* a memory BIO's buffer: test keys only */
+    return k;
+}
+
+/* ECDH derive with options: kdf (X9.63 with SHA-256, 48 bytes) and/or cofactor mode. */
+static bool derive_opts(EVP_PKEY *mine, EVP_PKEY *peer, OSSL_LIB_CTX *libctx, bool kdf, bool cofactor,
+                        unsigned char *out, size_t *len)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(libctx, mine, NULL);
+    bool ok = c != NULL && EVP_PKEY_derive_init(c) == 1;
+    if (ok && cofactor)
+        ok = EVP_PKEY_CTX_set_ecdh_cofactor_mode(c, 1) == 1;
+    if (ok && kdf)
+        ok = EVP_PKEY_CTX_set_ecdh_kdf_type(c, EVP_PKEY_ECDH_KDF_X9_63) == 1 &&
+             EVP_PKEY_CTX_set_ecdh_kdf_md(c, EVP_sha256()) == 1 && EVP_PKEY_CTX_set_ecdh_kdf_outlen(c, 48) == 1;
+    ok = ok && EVP_PKEY_derive_set_peer(c, peer) == 1 && EVP_PKEY_derive(c, out, len) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
+/*
+ * ECDH on every curve memguard seals, against many peers: plain ECDH takes memguard's per-key curve
+ * path (only the scalar unsealed), KDF and cofactor options the generic one; both must give the
+ * plain side's bytes. A short output buffer and a peer of another curve fail cleanly.
+ */
+static void test_ecdh_curves_peers_and_options(void)
+{
+    const char *curves[] = {"P-256", "P-384", "P-521", "secp256k1"};
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(plain, NULL, "EC", "P-384");
+    CU_ASSERT_FATAL(other != NULL);
+    for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++) {
+        EVP_PKEY *full = NULL, *k = sealed_ec_key(curves[i], &full);
+        if (!CHECK(k != NULL && is_memguard(k), "%s: not loaded through memguard", curves[i])) {
+            EVP_PKEY_free(full);
+            EVP_PKEY_free(k);
+            continue;
+        }
+        size_t field = (size_t)(EVP_PKEY_get_bits(k) + 7) / 8;
+        for (int n = 0; n < 12; n++) {
+            EVP_PKEY *peer = EVP_PKEY_Q_keygen(plain, NULL, "EC", curves[i]);
+            CU_ASSERT_FATAL(peer != NULL);
+            unsigned char a[128], b[128];
+            size_t alen = sizeof a, blen = sizeof b;
+            bool kdf = n % 4 == 1, cof = n % 4 == 2 || n % 4 == 3;
+            CHECK(derive_opts(k, peer, NULL, kdf, cof, a, &alen) && derive_opts(peer, full, plain, kdf, cof, b, &blen) &&
+                      alen == blen && alen == (kdf ? 48 : field) && memcmp(a, b, alen) == 0,
+                  "%s: peer %d (kdf %d, cofactor %d): memguard and plain disagree", curves[i], n, kdf, cof);
+            if (n == 0) { /* one byte short of the field size */
+                EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+                size_t shortlen = field - 1;
+                CHECK(c != NULL && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, peer) == 1 &&
+                          EVP_PKEY_derive(c, a, &shortlen) != 1,
+                      "%s: a %zu-byte buffer for a %zu-byte secret was accepted", curves[i], field - 1, field);
+                EVP_PKEY_CTX_free(c);
+                ERR_clear_error();
+            }
+            mg_wipe(a, sizeof a);
+            mg_wipe(b, sizeof b);
+            EVP_PKEY_free(peer);
+        }
+        if (strcmp(curves[i], "P-384") != 0) { /* a peer of another curve: refused, no secret */
+            unsigned char a[128];
+            size_t alen = sizeof a;
+            CHECK(!derive(k, other, NULL, a, &alen), "%s: derived with a P-384 peer", curves[i]);
+            ERR_clear_error();
+        }
+        EVP_PKEY_free(k);
+        EVP_PKEY_free(full);
+    }
+    EVP_PKEY_free(other);
+}
+
 /* ---- 4. keys that never went through memguard stay on the default provider ---- */
 
 static void test_other_keys_stay_default(void)
@@ -1457,6 +1537,7 @@ static CU_TestInfo interop_tests[] = {
     {"RSA OAEP decryption recovers what the plain public key encrypted",
      test_rsa_oaep_decrypts_what_plain_encrypted},
     {"ECDH P-256 and X25519 agree with the plain side", test_key_agreement_agrees_with_plain},
+    {"ECDH on P-256/384/521 and secp256k1, many peers, KDF and cofactor options", test_ecdh_curves_peers_and_options},
     CU_TEST_INFO_NULL,
 };
 
