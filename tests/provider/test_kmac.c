@@ -317,6 +317,33 @@ static void test_kmac_matches_default_for_random_parameters(void)
     }
 }
 
+/*
+ * bytepad's edges: customisation strings and keys whose encodings end exactly at a block boundary
+ * (KMAC-128: S of 157 bytes, K of 163; KMAC-256: 125 and 131) and one byte either side, so that
+ * the padding is empty, one byte, or a whole block less one.
+ */
+static void test_block_boundaries_of_key_and_custom(void)
+{
+    static const struct {
+        const char *alg;
+        size_t custom, key;
+    } edges[] = {{"KMAC128", 157, 163}, {"KMAC256", 125, 131}};
+    unsigned char key[200], custom[200], msg[300], a[64], b[64];
+    RAND_bytes(key, sizeof key);
+    RAND_bytes(custom, sizeof custom);
+    RAND_bytes(msg, sizeof msg);
+    for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++)
+        for (int dc = -1; dc <= 1; dc++)
+            for (int dk = -1; dk <= 1; dk++) {
+                kmac_args args = {edges[e].alg, key, edges[e].key + (size_t)(long)dk, custom,
+                                  edges[e].custom + (size_t)(long)dc, 0, 0};
+                size_t na = kmac(MG, &args, msg, sizeof msg, true, a, sizeof a);
+                size_t nb = kmac(DF, &args, msg, sizeof msg, false, b, sizeof b);
+                CHECK(na > 0 && na == nb && memcmp(a, b, na) == 0, "%s: custom %zu, key %zu bytes", args.alg,
+                      args.customlen, args.keylen);
+            }
+}
+
 /* ---- contexts ---- */
 
 static EVP_MAC_CTX *new_ctx(const char *alg, const char *propq)
@@ -713,6 +740,7 @@ static CU_TestInfo kat_tests[] = {
 static CU_TestInfo equivalence_tests[] = {
     {"KMAC equals the default provider: random keys, custom, sizes, xof, 0..64 KiB, splits",
      test_kmac_matches_default_for_random_parameters},
+    {"key and custom encodings ending at, before and after a block boundary", test_block_boundaries_of_key_and_custom},
     CU_TEST_INFO_NULL,
 };
 
