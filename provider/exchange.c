@@ -1,6 +1,7 @@
 /* KEYEXCH (ECDH, X25519, X448): derive unseals our key; the peer's key is public. */
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "provider.h"
@@ -100,6 +101,53 @@ static int do_derive(EVP_PKEY *full, void *varg)
     return ok;
 }
 
+/*
+ * X25519 through libsodium: the 32-byte private key is unsealed into guarded scratch and
+ * multiplied there; no EVP_PKEY holding it is built in OpenSSL's heap. RFC 7748 clamps the scalar
+ * in both libraries, and both refuse a shared secret of all zeros (a small-order peer point), so
+ * the results and failures are OpenSSL's.
+ */
+/* libsodium's scalar multiplication keeps about 1 KiB of field elements on the stack. */
+#define X25519_SCRUB_STACK 4096
+
+struct x25519_args {
+    const unsigned char *peer;
+    unsigned char *secret;
+};
+
+static int x25519_with_key(const unsigned char *priv, size_t len, unsigned char *work, void *varg)
+{
+    (void)work;
+    const struct x25519_args *a = varg;
+    return len == crypto_scalarmult_curve25519_SCALARBYTES &&
+           crypto_scalarmult_curve25519(a->secret, priv, a->peer) == 0;
+}
+
+static int x25519_derive(ex_ctx *c, unsigned char *secret, size_t *secretlen, size_t outlen)
+{
+    unsigned char peer[32];
+    size_t peerlen = 0;
+    if (outlen < crypto_scalarmult_curve25519_BYTES) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "X25519 output buffer of %zu bytes, 32 needed", outlen);
+        return 0;
+    }
+    if (EVP_PKEY_get_raw_public_key(c->peer->pub, NULL, &peerlen) != 1 || peerlen != sizeof peer ||
+        EVP_PKEY_get_raw_public_key(c->peer->pub, peer, &peerlen) != 1) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "the peer's key is not an X25519 public key");
+        return 0;
+    }
+    struct x25519_args a = {peer, secret};
+    int ok = mgp_key_with_param(c->key, OSSL_PKEY_PARAM_PRIV_KEY, 0, x25519_with_key, &a);
+    mg_scrub(X25519_SCRUB_STACK); /* libsodium's field elements, on the stack below us */
+    if (!ok) {
+        mg_wipe(secret, crypto_scalarmult_curve25519_BYTES);
+        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "X25519 derivation failed (a small-order peer key?)");
+        return 0;
+    }
+    *secretlen = crypto_scalarmult_curve25519_BYTES;
+    return 1;
+}
+
 static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_t outlen)
 {
     ex_ctx *c = vctx;
@@ -115,6 +163,8 @@ static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_
             return 1;
         }
     }
+    if (secret != NULL && c->params == NULL && strcmp(c->alg, "X25519") == 0)
+        return x25519_derive(c, secret, secretlen, outlen);
     /* Plain ECDH (no parameters: no KDF, no cofactor option): the per-key curve, only the scalar unsealed. */
     if (secret != NULL && c->params == NULL && strcmp(c->alg, "ECDH") == 0) {
         int rc = mgp_ecdh_derive(c->key, c->peer->pub, secret, secretlen, outlen);

@@ -873,6 +873,57 @@ static void test_ecdh_curves_peers_and_options(void)
     EVP_PKEY_free(other);
 }
 
+/*
+ * X25519 against many peers (memguard computes it with libsodium in guarded scratch; the bytes
+ * must be OpenSSL's), a small-order peer point refused by both sides, and a short buffer refused.
+ */
+static void test_x25519_peers_and_small_order_points(void)
+{
+    EVP_PKEY *full = EVP_PKEY_Q_keygen(plain, NULL, "X25519");
+    BIO *b = BIO_new(BIO_s_mem());
+    EVP_PKEY *k = NULL;
+    if (full != NULL && b != NULL && PEM_write_bio_PrivateKey(b, full, NULL, NULL, 0, NULL, NULL) == 1)
+        k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    CU_ASSERT_FATAL(k != NULL && is_memguard(k));
+    for (int n = 0; n < 20; n++) {
+        EVP_PKEY *peer = EVP_PKEY_Q_keygen(plain, NULL, "X25519");
+        CU_ASSERT_FATAL(peer != NULL);
+        unsigned char x[64], y[64];
+        size_t xl = sizeof x, yl = sizeof y;
+        CHECK(derive(k, peer, NULL, x, &xl) && derive(peer, full, plain, y, &yl) && xl == 32 && yl == 32 &&
+                  memcmp(x, y, 32) == 0,
+              "X25519 peer %d: memguard and plain disagree", n);
+        if (n == 0) {
+            EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+            size_t shortlen = 31;
+            CU_ASSERT(c != NULL && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, peer) == 1 &&
+                      EVP_PKEY_derive(c, x, &shortlen) != 1);
+            EVP_PKEY_CTX_free(c);
+            ERR_clear_error();
+        }
+        mg_wipe(x, sizeof x);
+        mg_wipe(y, sizeof y);
+        EVP_PKEY_free(peer);
+    }
+    /* u = 0 and u = 1 are points of small order: the shared secret would be all zeros. */
+    for (unsigned char u = 0; u < 2; u++) {
+        unsigned char pub[32] = {u}, x[64];
+        size_t xl = sizeof x;
+        EVP_PKEY *bad = EVP_PKEY_new_raw_public_key_ex(plain, "X25519", NULL, pub, sizeof pub);
+        CU_ASSERT_FATAL(bad != NULL);
+        bool mine = derive(k, bad, NULL, x, &xl);
+        xl = sizeof x;
+        bool theirs = derive(full, bad, plain, x, &xl);
+        CHECK(!mine && !theirs, "small-order point u=%u: memguard %s, plain %s", u, mine ? "derived" : "refused",
+              theirs ? "derived" : "refused");
+        ERR_clear_error();
+        EVP_PKEY_free(bad);
+    }
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(full);
+}
+
 /* ---- 4. keys that never went through memguard stay on the default provider ---- */
 
 static void test_other_keys_stay_default(void)
@@ -1538,6 +1589,7 @@ static CU_TestInfo interop_tests[] = {
      test_rsa_oaep_decrypts_what_plain_encrypted},
     {"ECDH P-256 and X25519 agree with the plain side", test_key_agreement_agrees_with_plain},
     {"ECDH on P-256/384/521 and secp256k1, many peers, KDF and cofactor options", test_ecdh_curves_peers_and_options},
+    {"X25519 with many peers; small-order points and short buffers refused", test_x25519_peers_and_small_order_points},
     CU_TEST_INFO_NULL,
 };
 
