@@ -50,6 +50,8 @@ typedef struct cipher_ctx {
     mg_buffer *keys;  /* mgp_cipher_keys, frozen */
     mg_buffer *state; /* mgp_cipher_state, read-write */
     mgp_cipher_keys *kp; /* keys' data: only dereferenced after mg_buffer_data(state) said "alive" */
+    mgp_cipher_state *sp; /* state's data, as the last liveness check returned it (NULL: check next call) */
+    unsigned long long seen; /* mg_purge_count() read before that check */
     int enc, key_set, iv_set, started, data, finished, pad, tag_ready;
     unsigned char iv[GCM_IV_MAX];
     size_t ivlen;
@@ -80,17 +82,25 @@ static mgp_cipher_state *state_of(const cipher_ctx *c)
 
 /*
  * Both buffers for one call. A purge (mg_purge: safe exit, crash) destroys
- * them together, so one locked liveness check - on the state buffer - covers
- * both; a second lock per call costs ~10% of a 64-byte record.
+ * them together, so a liveness check on the state buffer covers both. That
+ * check takes the buffer's lock (~15 ns, four times per record): it is made
+ * once, then again only when mg_purge_count() says a purge has begun since -
+ * nothing else can kill these buffers while the context lives. A purge that
+ * begins after the comparison is the race a locked check has too.
  */
-static int buffers(const cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
+static int buffers(cipher_ctx *c, const mgp_cipher_keys **k, mgp_cipher_state **s)
 {
-    *s = state_of(c);
-    *k = c->kp;
-    if (*s == NULL) {
-        MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
-        return 0;
+    unsigned long long now = mg_purge_count(); /* read first: a purge after it is seen next time */
+    if (c->sp == NULL || c->seen != now) {
+        c->sp = state_of(c);
+        if (c->sp == NULL) {
+            MGP_ERR(c->prov, MGP_R_OPERATION_FAILED, "%s: the key schedule was purged", c->alg->name);
+            return 0;
+        }
+        c->seen = now;
     }
+    *s = c->sp;
+    *k = c->kp;
     return 1;
 }
 
@@ -146,6 +156,7 @@ static void *cipher_dup(void *vctx)
     *d = *c;
     d->keys = d->state = NULL;
     d->kp = NULL;
+    d->sp = NULL;
     if (c->keys == NULL)
         return d;
     if (!ensure_buffers(d) || mg_buffer_melt(d->keys) != MG_OK ||
@@ -755,51 +766,55 @@ static const OSSL_PARAM block_settable[] = {
     OSSL_PARAM_END,
 };
 
+/* The tag, after an encryption's final: at most taglen bytes, as many as the caller's buffer holds. */
+static int get_tag(const cipher_ctx *c, OSSL_PARAM *p)
+{
+    if (!c->enc || !c->tag_ready) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the tag exists only after an encryption's final", c->alg->name);
+        return 0;
+    }
+    if (p->data_size == 0 || p->data_size > c->taglen) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag length %zu, at most %zu", c->alg->name, p->data_size,
+                c->taglen);
+        return 0;
+    }
+    return OSSL_PARAM_set_octet_string(p, c->tag, p->data_size);
+}
+
+/*
+ * One pass over what the caller asks - usually a single parameter: EVP asks for the IV length at
+ * every init and for the tag after every final, and a name lookup per known parameter per call
+ * was a tenth of a 64-byte record. Unknown names are left alone, as OSSL_PARAM_locate would.
+ */
 static int get_ctx_params(void *vctx, OSSL_PARAM params[])
 {
     cipher_ctx *c = vctx;
-    OSSL_PARAM *p;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_KEYLEN)) != NULL && !OSSL_PARAM_set_size_t(p, c->alg->keylen))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_IVLEN)) != NULL && !OSSL_PARAM_set_size_t(p, c->ivlen))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_PADDING)) != NULL &&
-        !OSSL_PARAM_set_uint(p, (unsigned)c->pad))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_NUM)) != NULL &&
-        !OSSL_PARAM_set_uint(p, (unsigned)(c->msglen % 16)))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_IV)) != NULL &&
-        !OSSL_PARAM_set_octet_string(p, c->iv, c->ivlen))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_UPDATED_IV)) != NULL) {
-        /* CBC's chaining value / CTR's counter; the AEADs report their IV as the default provider does. */
-        const unsigned char *v = is_aead(c->alg) || !c->started ? c->iv : c->ctr;
-        if (!OSSL_PARAM_set_octet_string(p, v, c->ivlen))
+    int aead = is_aead(c->alg);
+    for (OSSL_PARAM *p = params; p != NULL && p->key != NULL; p++) {
+        const char *k = p->key;
+        int ok = 1;
+        if (strcmp(k, OSSL_CIPHER_PARAM_IVLEN) == 0)
+            ok = OSSL_PARAM_set_size_t(p, c->ivlen);
+        else if (aead && strcmp(k, OSSL_CIPHER_PARAM_AEAD_TAG) == 0)
+            ok = get_tag(c, p);
+        else if (strcmp(k, OSSL_CIPHER_PARAM_KEYLEN) == 0)
+            ok = OSSL_PARAM_set_size_t(p, c->alg->keylen);
+        else if (strcmp(k, OSSL_CIPHER_PARAM_PADDING) == 0)
+            ok = OSSL_PARAM_set_uint(p, (unsigned)c->pad);
+        else if (strcmp(k, OSSL_CIPHER_PARAM_NUM) == 0)
+            ok = OSSL_PARAM_set_uint(p, (unsigned)(c->msglen % 16));
+        else if (strcmp(k, OSSL_CIPHER_PARAM_IV) == 0)
+            ok = OSSL_PARAM_set_octet_string(p, c->iv, c->ivlen);
+        else if (strcmp(k, OSSL_CIPHER_PARAM_UPDATED_IV) == 0)
+            /* CBC's chaining value / CTR's counter; the AEADs report their IV as the default provider does. */
+            ok = OSSL_PARAM_set_octet_string(p, aead || !c->started ? c->iv : c->ctr, c->ivlen);
+        else if (aead && strcmp(k, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD_PAD) == 0)
+            /* After TLS1_AAD: how much longer than the payload a sealed record is (libssl adds it). */
+            ok = OSSL_PARAM_set_size_t(p, TAG_MAX);
+        else if (aead && strcmp(k, OSSL_CIPHER_PARAM_AEAD_TAGLEN) == 0)
+            ok = OSSL_PARAM_set_size_t(p, c->taglen);
+        if (!ok)
             return 0;
-    }
-    if (is_aead(c->alg)) {
-        /* After TLS1_AAD: how much longer than the payload a sealed record is (libssl adds it). */
-        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD_PAD)) != NULL &&
-            !OSSL_PARAM_set_size_t(p, TAG_MAX))
-            return 0;
-        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAGLEN)) != NULL &&
-            !OSSL_PARAM_set_size_t(p, c->taglen))
-            return 0;
-        if ((p = OSSL_PARAM_locate(params, OSSL_CIPHER_PARAM_AEAD_TAG)) != NULL) {
-            if (!c->enc || !c->tag_ready) {
-                MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the tag exists only after an encryption's final",
-                        c->alg->name);
-                return 0;
-            }
-            if (p->data_size == 0 || p->data_size > c->taglen) {
-                MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag length %zu, at most %zu", c->alg->name,
-                        p->data_size, c->taglen);
-                return 0;
-            }
-            if (!OSSL_PARAM_set_octet_string(p, c->tag, p->data_size))
-                return 0;
-        }
     }
     return 1;
 }

@@ -507,10 +507,18 @@ static void purge_one(mg_buffer *b, void *arg)
     pthread_mutex_unlock(&b->lock);
 }
 
+static _Atomic unsigned long long purge_count;
+
+unsigned long long mg_purge_count(void)
+{
+    return atomic_load(&purge_count);
+}
+
 void mg_purge(void)
 {
     if (mg_ensure_init() != MG_OK)
         return;
+    atomic_fetch_add(&purge_count, 1); /* before any buffer dies: see mg_purge_count() */
     bool canary_failed = false;
     mg_registry_for_each(purge_one, &canary_failed);
     /* A new process key: every enclave sealed so far becomes undecryptable. */

@@ -84,10 +84,28 @@ static void test_library_works_after_purge(void)
     mg_buffer_destroy(b);
 }
 
+/* mg_purge_count(): one more per purge, nothing else moves it; a buffer made after the last purge is alive. */
+static void test_purge_count_counts_purges(void)
+{
+    unsigned long long before = mg_purge_count();
+    mg_buffer *b = mg_buffer_new(64);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    mg_buffer_destroy(mg_buffer_new(16)); /* creating and destroying buffers is not a purge */
+    CU_ASSERT_EQUAL(mg_purge_count(), before);
+    CU_ASSERT_TRUE(mg_buffer_is_alive(b));
+    mg_purge();
+    CU_ASSERT_EQUAL(mg_purge_count(), before + 1);
+    CU_ASSERT_FALSE(mg_buffer_is_alive(b)); /* the count moved, and so did the buffer's state */
+    mg_purge();
+    CU_ASSERT_EQUAL(mg_purge_count(), before + 2);
+    mg_buffer_destroy(b);
+}
+
 static CU_TestInfo purge_tests[] = {
     {"purge wipes and kills every buffer", test_purge_wipes_and_kills_every_buffer},
     {"dead handles fail cleanly", test_dead_handles_fail_cleanly},
     {"the library works after a purge", test_library_works_after_purge},
+    {"mg_purge_count counts purges and nothing else", test_purge_count_counts_purges},
     CU_TEST_INFO_NULL,
 };
 

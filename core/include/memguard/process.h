@@ -62,6 +62,16 @@ MG_API const char *mg_backend_name(mg_backend backend);
  */
 MG_API void mg_purge(void);
 
+/*
+ * How many purges have begun in this process: read without a lock. While it is
+ * unchanged since a buffer was seen alive, no purge has touched the buffer, so
+ * code that makes many calls on one buffer can check liveness once and then
+ * compare this counter (the memguard provider's ciphers do). A purge that
+ * starts after the comparison is the same race as one that starts after
+ * mg_buffer_data() returned.
+ */
+MG_API unsigned long long mg_purge_count(void);
+
 typedef struct mg_stats {
     size_t live_buffers;     /* alive guarded buffers */
     size_t dead_handles;     /* purged handles not yet destroyed */
