@@ -819,88 +819,135 @@ static int get_ctx_params(void *vctx, OSSL_PARAM params[])
     return 1;
 }
 
+/* ---- settable parameters: one function each ---- */
+
+static int set_keylen(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    size_t n;
+    if (!OSSL_PARAM_get_size_t(p, &n) || n != c->alg->keylen) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the key length is fixed at %zu", c->alg->name, c->alg->keylen);
+        return 0;
+    }
+    return 1;
+}
+
+static int set_padding(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    unsigned pad;
+    if (!OSSL_PARAM_get_uint(p, &pad))
+        return 0;
+    c->pad = pad != 0; /* EVP_CIPHER_CTX_set_padding: meaningful for CBC, accepted by all */
+    return 1;
+}
+
+static int set_ivlen(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    size_t n;
+    int ok = OSSL_PARAM_get_size_t(p, &n) && is_aead(c->alg) &&
+             (c->alg->kind == GCM ? n >= 1 && n <= GCM_IV_MAX : n == c->alg->ivlen);
+    if (!ok) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: IV length not supported", c->alg->name);
+        return 0;
+    }
+    if (n != c->ivlen) {
+        c->ivlen = n;
+        c->iv_set = c->started = 0; /* an IV of the new length must follow */
+    }
+    return 1;
+}
+
+static int set_tag(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || !tag_length_ok(c->alg, p->data_size) ||
+        (p->data != NULL && c->enc)) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag of %zu bytes not accepted here", c->alg->name, p->data_size);
+        return 0;
+    }
+    c->taglen = p->data_size;
+    if (p->data != NULL) {
+        memcpy(c->tag, p->data, p->data_size);
+        c->tag_ready = 1;
+    }
+    return 1;
+}
+
+static int set_tls_iv_fixed(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    /* GCM: the 4-byte fixed part (the 8-byte counter starts random) or a whole 12-byte IV; ChaCha: 12 bytes. */
+    size_t n = p->data_size;
+    int ok = is_aead(c->alg) && p->data_type == OSSL_PARAM_OCTET_STRING && (n == 12 || (c->alg->kind == GCM && n == 4));
+    if (ok) {
+        memcpy(c->tls_iv, p->data, n);
+        if (n == 4 && c->enc) /* the invocation counter starts at a random value, as OpenSSL's does */
+            ok = RAND_bytes_ex(c->prov->libctx, c->tls_iv + 4, 8, 0) == 1;
+    }
+    if (!ok) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS fixed IV of %zu bytes not accepted", c->alg->name, n);
+        return 0;
+    }
+    c->tls_iv_set = 1;
+    return 1;
+}
+
+static int set_tls_aad(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || p->data_size != TLS_AAD_LEN) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS AAD must be %d bytes", c->alg->name, TLS_AAD_LEN);
+        return 0;
+    }
+    memcpy(c->tls_aad, p->data, TLS_AAD_LEN);
+    /* The record length in the AAD covers what is sent; the MAC covers the payload only. */
+    size_t len = (size_t)c->tls_aad[11] << 8 | c->tls_aad[12];
+    size_t overhead = (c->alg->kind == GCM ? GCM_TLS_EXPLICIT : 0) + (c->enc ? 0 : TAG_MAX);
+    if (len < overhead) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS record length %zu too short", c->alg->name, len);
+        return 0;
+    }
+    len -= overhead;
+    c->tls_aad[11] = (unsigned char)(len >> 8);
+    c->tls_aad[12] = (unsigned char)len;
+    c->tls_aad_set = 1;
+    return 1;
+}
+
+static int set_iv_inv(cipher_ctx *c, const OSSL_PARAM *p)
+{
+    (void)p;
+    MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "%s: TLS1_SET_IV_INV (DTLS/QUIC) is not offered", c->alg->name);
+    return 0;
+}
+
+/* In the order they apply when given together: the IV length before the tag, the fixed IV before the AAD. */
+static const struct {
+    const char *name;
+    int (*set)(cipher_ctx *c, const OSSL_PARAM *p);
+} setters[] = {
+    {OSSL_CIPHER_PARAM_KEYLEN, set_keylen},
+    {OSSL_CIPHER_PARAM_PADDING, set_padding},
+    {OSSL_CIPHER_PARAM_AEAD_IVLEN, set_ivlen},
+    {OSSL_CIPHER_PARAM_AEAD_TAG, set_tag},
+    {OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, set_tls_iv_fixed},
+    {OSSL_CIPHER_PARAM_AEAD_TLS1_AAD, set_tls_aad},
+    {OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV, set_iv_inv},
+};
+#define N_SETTERS (sizeof setters / sizeof setters[0])
+
 static int set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
     cipher_ctx *c = vctx;
-    const OSSL_PARAM *p;
-    if (params == NULL)
+    if (params == NULL || params[0].key == NULL)
         return 1;
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_KEYLEN)) != NULL) {
-        size_t n;
-        if (!OSSL_PARAM_get_size_t(p, &n) || n != c->alg->keylen) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: the key length is fixed at %zu", c->alg->name, c->alg->keylen);
-            return 0;
-        }
+    /* One parameter - the per-record case: decrypt's SET_TAG, a TLS record's AAD - by name directly. */
+    if (params[1].key == NULL) {
+        for (size_t i = 0; i < N_SETTERS; i++)
+            if (strcmp(params[0].key, setters[i].name) == 0)
+                return setters[i].set(c, &params[0]);
+        return 1; /* not ours: ignored, as OSSL_PARAM_locate would */
     }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_PADDING)) != NULL) {
-        unsigned pad;
-        if (!OSSL_PARAM_get_uint(p, &pad))
+    for (size_t i = 0; i < N_SETTERS; i++) {
+        const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, setters[i].name);
+        if (p != NULL && !setters[i].set(c, p))
             return 0;
-        c->pad = pad != 0; /* EVP_CIPHER_CTX_set_padding: meaningful for CBC, accepted by all */
-    }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_IVLEN)) != NULL) {
-        size_t n;
-        int ok = OSSL_PARAM_get_size_t(p, &n) && is_aead(c->alg) &&
-                 (c->alg->kind == GCM ? n >= 1 && n <= GCM_IV_MAX : n == c->alg->ivlen);
-        if (!ok) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: IV length not supported", c->alg->name);
-            return 0;
-        }
-        if (n != c->ivlen) {
-            c->ivlen = n;
-            c->iv_set = c->started = 0; /* an IV of the new length must follow */
-        }
-    }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TAG)) != NULL) {
-        if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || !tag_length_ok(c->alg, p->data_size) ||
-            (p->data != NULL && c->enc)) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: tag of %zu bytes not accepted here", c->alg->name,
-                    p->data_size);
-            return 0;
-        }
-        c->taglen = p->data_size;
-        if (p->data != NULL) {
-            memcpy(c->tag, p->data, p->data_size);
-            c->tag_ready = 1;
-        }
-    }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED)) != NULL) {
-        /* GCM: the 4-byte fixed part (the 8-byte counter starts random) or a whole 12-byte IV; ChaCha: 12 bytes. */
-        size_t n = p->data_size;
-        int ok = is_aead(c->alg) && p->data_type == OSSL_PARAM_OCTET_STRING &&
-                 (n == 12 || (c->alg->kind == GCM && n == 4));
-        if (ok) {
-            memcpy(c->tls_iv, p->data, n);
-            if (n == 4 && c->enc) /* the invocation counter starts at a random value, as OpenSSL's does */
-                ok = RAND_bytes_ex(c->prov->libctx, c->tls_iv + 4, 8, 0) == 1;
-        }
-        if (!ok) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS fixed IV of %zu bytes not accepted", c->alg->name, n);
-            return 0;
-        }
-        c->tls_iv_set = 1;
-    }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_AAD)) != NULL) {
-        if (!is_aead(c->alg) || p->data_type != OSSL_PARAM_OCTET_STRING || p->data_size != TLS_AAD_LEN) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS AAD must be %d bytes", c->alg->name, TLS_AAD_LEN);
-            return 0;
-        }
-        memcpy(c->tls_aad, p->data, TLS_AAD_LEN);
-        /* The record length in the AAD covers what is sent; the MAC covers the payload only. */
-        size_t len = (size_t)c->tls_aad[11] << 8 | c->tls_aad[12];
-        size_t overhead = (c->alg->kind == GCM ? GCM_TLS_EXPLICIT : 0) + (c->enc ? 0 : TAG_MAX);
-        if (len < overhead) {
-            MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "%s: TLS record length %zu too short", c->alg->name, len);
-            return 0;
-        }
-        len -= overhead;
-        c->tls_aad[11] = (unsigned char)(len >> 8);
-        c->tls_aad[12] = (unsigned char)len;
-        c->tls_aad_set = 1;
-    }
-    if (OSSL_PARAM_locate_const(params, OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV) != NULL) {
-        MGP_ERR(c->prov, MGP_R_UNSUPPORTED, "%s: TLS1_SET_IV_INV (DTLS/QUIC) is not offered", c->alg->name);
-        return 0;
     }
     return 1;
 }
