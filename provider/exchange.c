@@ -126,13 +126,12 @@ static int x25519_with_key(const unsigned char *priv, size_t len, unsigned char 
 static int x25519_derive(ex_ctx *c, unsigned char *secret, size_t *secretlen, size_t outlen)
 {
     unsigned char peer[32];
-    size_t peerlen = 0;
+    size_t peerlen = sizeof peer;
     if (outlen < crypto_scalarmult_curve25519_BYTES) {
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "X25519 output buffer of %zu bytes, 32 needed", outlen);
         return 0;
     }
-    if (EVP_PKEY_get_raw_public_key(c->peer->pub, NULL, &peerlen) != 1 || peerlen != sizeof peer ||
-        EVP_PKEY_get_raw_public_key(c->peer->pub, peer, &peerlen) != 1) {
+    if (EVP_PKEY_get_raw_public_key(c->peer->pub, peer, &peerlen) != 1 || peerlen != sizeof peer) {
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "the peer's key is not an X25519 public key");
         return 0;
     }
