@@ -55,7 +55,9 @@ static int ac_init(void *vctx, void *key, const OSSL_PARAM params[], bool need_p
 {
     ac_ctx *c = vctx;
     mgp_key *k = key;
-    if (k == NULL || k->pub == NULL || (need_private && k->priv == NULL)) {
+    if (need_private && !mgp_key_usable(c->prov, k))
+        return 0;
+    if (k == NULL || k->pub == NULL) {
         MGP_ERR(c->prov, MGP_R_NOT_PRIVATE, "no usable key");
         return 0;
     }

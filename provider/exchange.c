@@ -59,10 +59,8 @@ static int ex_init(void *vctx, void *key, const OSSL_PARAM params[])
 {
     ex_ctx *c = vctx;
     mgp_key *k = key;
-    if (k == NULL || k->priv == NULL) {
-        MGP_ERR(c->prov, MGP_R_NOT_PRIVATE, "key exchange needs a private key");
+    if (!mgp_key_usable(c->prov, k))
         return 0;
-    }
     mgp_key_free(c->key);
     c->key = mgp_key_up(k);
     return ex_set_params(c, params);

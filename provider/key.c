@@ -8,8 +8,11 @@
  * free). Serialized form, per parameter:
  *   u16 key length | key | NUL | u8 data type | u32 data size | data | NUL
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -48,7 +51,43 @@ void mgp_key_free(mgp_key *k)
     mg_enclave_free(k->priv);
     EC_GROUP_free(atomic_load(&k->ec_group));
     mgp_rsa_cache_free(atomic_load(&k->rsa));
+    OPENSSL_free(k->refusal);
     OPENSSL_free(k);
+}
+
+mgp_key *mgp_key_refuse(mgp_key *k, int reason, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    OPENSSL_free(k->refusal);
+    k->refusal = OPENSSL_strdup(text);
+    k->refusal_reason = reason;
+    mg_enclave_free(k->priv); /* nothing private stays behind a refusal */
+    k->priv = NULL;
+    MGP_ERR(k->prov, reason, "%s", text);
+    /* The loader may drop the error queue on its way out (it reports success): say it here too. */
+    fprintf(stderr, "memguard-provider: REFUSED a %s private key: %s\n", k->type, text);
+    return k;
+}
+
+int mgp_key_usable(const mgp_ctx *prov, const mgp_key *k)
+{
+    if (k == NULL) {
+        MGP_ERR(prov, MGP_R_NO_KEY, "no key");
+        return 0;
+    }
+    if (k->refusal != NULL) {
+        MGP_ERR(prov, k->refusal_reason, "%s key refused at load: %s", k->type, k->refusal);
+        return 0;
+    }
+    if (k->priv == NULL) {
+        MGP_ERR(prov, MGP_R_NOT_PRIVATE, "not a private key");
+        return 0;
+    }
+    return 1;
 }
 
 static size_t serialized_size(const OSSL_PARAM *params, size_t *count)
@@ -100,10 +139,36 @@ static mg_enclave *seal_params(const OSSL_PARAM *params)
  * clears only BIGNUMs it built in secure memory; octet strings (Ed/X private
  * keys) would stay in the freed heap block - measured with mg-keyscan (Ed448).
  */
+/* One line per process, at its first sealed key: where the keys live and whether it is dumpable. */
+static void say_backend_once(const mgp_ctx *prov)
+{
+    static _Atomic pid_t said;
+    pid_t self = getpid();
+    if (atomic_exchange(&said, self) == self)
+        return;
+    fprintf(stderr, "memguard-provider: private keys sealed; guarded memory: %s; process %s\n",
+            mg_get_backend() == MG_BACKEND_SECRETMEM ? "memfd_secret (out of the kernel's direct map)"
+                                                     : "anonymous pages, mlock'ed (memfd_secret unavailable)",
+            prov->dumpable ? "DUMPABLE (memguard-dumpable = 1)" : "non-dumpable");
+}
+
+struct seal_args {
+    mgp_key *k;
+    mg_enclave *sealed;
+    int invalid; /* validation failed: the error is raised */
+};
+
 static int seal_export(const OSSL_PARAM params[], void *arg)
 {
-    mg_enclave **sealed = arg;
-    *sealed = seal_params(params);
+    struct seal_args *a = arg;
+    char why[256];
+    mg_enclave **sealed = &a->sealed;
+    if (!mgp_validate_private(a->k->prov, a->k->type, params, why, sizeof why)) {
+        a->invalid = 1;
+        MGP_ERR(a->k->prov, MGP_R_INVALID_KEY, "invalid %s private key: %s", a->k->type, why);
+    } else {
+        *sealed = seal_params(params);
+    }
     for (const OSSL_PARAM *p = params; p->key != NULL; p++)
         if (p->data != NULL)
             OPENSSL_cleanse(p->data, p->data_size); /* the exporter frees it right after we return */
@@ -115,7 +180,7 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
     OSSL_PARAM *pub = NULL;
     EVP_PKEY *pubkey = NULL;
     EVP_PKEY_CTX *pctx = NULL;
-    mg_enclave *sealed = NULL;
+    struct seal_args sa = {k, NULL, 0};
     int ok = 0;
     if (EVP_PKEY_todata(full, EVP_PKEY_PUBLIC_KEY, &pub) != 1) {
         MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot read the key's parameters");
@@ -127,19 +192,22 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
         MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot build the public key");
         goto out;
     }
-    if (EVP_PKEY_export(full, EVP_PKEY_KEYPAIR, seal_export, &sealed) != 1 || sealed == NULL) {
-        MGP_ERR(k->prov, MGP_R_SEAL_FAILED, "%s", sealed == NULL ? mg_last_error_message() : "export failed");
+    if (EVP_PKEY_export(full, EVP_PKEY_KEYPAIR, seal_export, &sa) != 1 || sa.sealed == NULL) {
+        if (!sa.invalid)
+            MGP_ERR(k->prov, mg_last_error() == MG_EMLOCK ? MGP_R_LOCKED_MEMORY : MGP_R_SEAL_FAILED, "%s",
+                    sa.sealed == NULL ? mg_last_error_message() : "export failed");
         goto out;
     }
     mg_enclave_free(k->priv);
     EVP_PKEY_free(k->pub);
-    k->priv = sealed;
-    sealed = NULL;
+    k->priv = sa.sealed;
+    sa.sealed = NULL;
     k->pub = pubkey;
     pubkey = NULL;
     ok = 1;
+    say_backend_once(k->prov);
 out:
-    mg_enclave_free(sealed);
+    mg_enclave_free(sa.sealed);
     OSSL_PARAM_free(pub);
     EVP_PKEY_free(pubkey);
     EVP_PKEY_CTX_free(pctx);
@@ -212,10 +280,9 @@ static int with_unsealed(const void *data, size_t n, void *varg)
 
 int mgp_key_with_private(const mgp_key *k, mgp_key_fn fn, void *arg)
 {
-    if (k == NULL || k->priv == NULL) {
-        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+    if (!mgp_key_usable(k != NULL ? k->prov : NULL, k))
         return 0;
-    }
+    mgp_nondumpable_assert(k->prov);
     struct with_args a = {k, fn, arg};
     int rc = mg_enclave_with(k->priv, with_unsealed, &a);
     if (rc < 0) {
@@ -240,10 +307,9 @@ static int with_params(const void *data, size_t n, unsigned char *work, void *va
 
 int mgp_key_with_params(const mgp_key *k, size_t work, mgp_params_fn fn, void *arg)
 {
-    if (k == NULL || k->priv == NULL) {
-        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+    if (!mgp_key_usable(k != NULL ? k->prov : NULL, k))
         return 0;
-    }
+    mgp_nondumpable_assert(k->prov);
     struct params_args a = {fn, arg};
     int rc = mg_enclave_with_workspace(k->priv, work, with_params, &a);
     if (rc < 0) {
@@ -287,10 +353,9 @@ static int find_param(const void *data, size_t n, unsigned char *work, void *var
 
 int mgp_key_with_param(const mgp_key *k, const char *name, size_t work, mgp_param_fn fn, void *arg)
 {
-    if (k == NULL || k->priv == NULL) {
-        MGP_ERR(k != NULL ? k->prov : NULL, MGP_R_NOT_PRIVATE, "not a private key");
+    if (!mgp_key_usable(k != NULL ? k->prov : NULL, k))
         return 0;
-    }
+    mgp_nondumpable_assert(k->prov);
     struct param_args a = {name, fn, arg};
     int rc = mg_enclave_with_workspace(k->priv, work, find_param, &a);
     if (rc < 0) {

@@ -4,7 +4,10 @@
  * any key is loaded, and caches what it sees).
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +68,10 @@ static const OSSL_ITEM reason_strings[] = {
     {MGP_R_OPERATION_FAILED, "memguard: operation failed"},
     {MGP_R_BAD_ARGUMENT, "memguard: bad argument"},
     {MGP_R_UNSUPPORTED, "memguard: unsupported"},
+    {MGP_R_KEY_REFUSED, "memguard: key refused (not sealed, so not loaded)"},
+    {MGP_R_INVALID_KEY, "memguard: invalid private key"},
+    {MGP_R_LOCKED_MEMORY, "memguard: not enough locked memory (RLIMIT_MEMLOCK)"},
+    {MGP_R_UNSEALED_TYPE, "memguard: key type memguard cannot seal (memguard-unsealed-keys = allow to load it unprotected)"},
     {0, NULL},
 };
 
@@ -364,15 +371,58 @@ static OSSL_LIB_CTX *app_libctx(const OSSL_CORE_HANDLE *handle)
     return (OSSL_LIB_CTX *)get(handle);
 }
 
+/*
+ * Non-dumpable: no core file, and no ptrace or /proc/PID/mem for other processes of the same user,
+ * who could otherwise read both halves of the coffer and open every sealed key offline. Set at
+ * load, and again in every process at its first private-key operation: nginx workers call
+ * prctl(PR_SET_DUMPABLE, 1) after fork, before they serve anything (measured on 1.22).
+ */
+static _Atomic pid_t nondumpable_pid;
+
+static void set_nondumpable(void)
+{
+    pid_t self = getpid();
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        fprintf(stderr, "memguard-provider: prctl(PR_SET_DUMPABLE, 0) failed: %s\n", strerror(errno));
+        return; /* not recorded: asked again at the next operation */
+    }
+    atomic_store(&nondumpable_pid, self);
+}
+
+void mgp_nondumpable_assert(const mgp_ctx *prov)
+{
+    if (prov == NULL || prov->dumpable)
+        return;
+    if (atomic_load_explicit(&nondumpable_pid, memory_order_relaxed) != getpid() ||
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
+        set_nondumpable();
+}
+
+/* A 0/1 switch from the configuration; -1 (and a message) for anything else. */
+static int flag(const char *name, const char *value, int dflt)
+{
+    if (value == NULL)
+        return dflt;
+    if (strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
+        return 0;
+    if (strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
+        return 1;
+    fprintf(stderr, "memguard-provider: %s = %s: use 1 or 0\n", name, value);
+    return -1;
+}
+
 /* Settings from the provider's section of openssl.cnf. */
 static int configure(mgp_ctx *ctx)
 {
-    char *rekey = NULL, *backend = NULL, *debug = NULL, *scrub = NULL; /* owned by the core */
+    char *rekey = NULL, *backend = NULL, *debug = NULL, *scrub = NULL, *unsealed = NULL,
+         *dumpable = NULL; /* owned by the core */
     OSSL_PARAM p[] = {
         OSSL_PARAM_utf8_ptr("memguard-rekey-interval-ms", &rekey, 0),
         OSSL_PARAM_utf8_ptr("memguard-backend", &backend, 0),
         OSSL_PARAM_utf8_ptr("memguard-debug", &debug, 0),
         OSSL_PARAM_utf8_ptr("memguard-scrub-freed-heap", &scrub, 0),
+        OSSL_PARAM_utf8_ptr("memguard-unsealed-keys", &unsealed, 0),
+        OSSL_PARAM_utf8_ptr("memguard-dumpable", &dumpable, 0),
         OSSL_PARAM_END,
     };
     if (c_get_params == NULL || !c_get_params(ctx->handle, p))
@@ -387,22 +437,42 @@ static int configure(mgp_ctx *ctx)
             return 0;
         }
     }
-    if (backend != NULL) {
-        if (strcmp(backend, "secretmem") == 0) {
-            if (mg_set_backend(MG_BACKEND_SECRETMEM) != MG_OK)
-                fprintf(stderr, "memguard-provider: %s\n", mg_last_error_message());
-        } else if (strcmp(backend, "anonymous") != 0) {
-            fprintf(stderr, "memguard-provider: memguard-backend = %s: use anonymous or secretmem\n", backend);
-            return 0;
-        }
+    /* The strongest backend the kernel offers unless told otherwise: memfd_secret pages are out of
+     * the kernel's direct map and unreadable through /proc/PID/mem even by root. */
+    const char *env_backend = getenv("MEMGUARD_BACKEND"); /* the library's own switch, below the config's */
+    if (backend == NULL && env_backend != NULL && strcmp(env_backend, "anonymous") == 0)
+        backend = (char *)(uintptr_t)env_backend;
+    if (backend == NULL || strcmp(backend, "auto") == 0 || strcmp(backend, "secretmem") == 0) {
+        if (mg_set_backend(MG_BACKEND_SECRETMEM) != MG_OK && backend != NULL && strcmp(backend, "secretmem") == 0)
+            fprintf(stderr, "memguard-provider: memguard-backend = secretmem: %s; using anonymous pages\n",
+                    mg_last_error_message());
+    } else if (strcmp(backend, "anonymous") == 0) {
+        (void)mg_set_backend(MG_BACKEND_ANON);
+    } else {
+        fprintf(stderr, "memguard-provider: memguard-backend = %s: use auto, secretmem or anonymous\n", backend);
+        return 0;
     }
+    if (unsealed == NULL || strcmp(unsealed, "refuse") == 0) {
+        ctx->allow_unsealed = 0;
+    } else if (strcmp(unsealed, "allow") == 0) {
+        ctx->allow_unsealed = 1;
+    } else {
+        fprintf(stderr, "memguard-provider: memguard-unsealed-keys = %s: use refuse or allow\n", unsealed);
+        return 0;
+    }
+    if ((ctx->dumpable = flag("memguard-dumpable", dumpable, 0)) < 0)
+        return 0;
     if (scrub != NULL && strcmp(scrub, "0") != 0 && strcmp(scrub, "1") != 0) {
         fprintf(stderr, "memguard-provider: memguard-scrub-freed-heap = %s: use 1 or 0\n", scrub);
         return 0;
     }
     const char *scrubbing = scrub_freed_heap(scrub);
-    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms, freed heap scrubbing %s; %s",
-              mg_backend_name(mg_get_backend()), rekey != NULL ? rekey : "500", scrubbing, mgp_simd_describe());
+    if (!ctx->dumpable)
+        set_nondumpable();
+    mgp_debug(ctx, "loaded: backend %s, re-key interval %s ms, freed heap scrubbing %s, %s, unsealable key types %s; %s",
+              mg_backend_name(mg_get_backend()), rekey != NULL ? rekey : "500", scrubbing,
+              ctx->dumpable ? "process left dumpable (memguard-dumpable = 1)" : "process non-dumpable",
+              ctx->allow_unsealed ? "allowed unprotected" : "refused", mgp_simd_describe());
     return 1;
 }
 

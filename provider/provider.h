@@ -43,6 +43,11 @@ typedef struct mgp_ctx {
     int debug;
     OSSL_LIB_CTX *app_libctx; /* the application's context (same libcrypto only), for the order check */
     _Atomic int order;        /* provider.c: MGP_ORDER_* once known */
+    /* memguard-unsealed-keys = allow: keys memguard cannot seal (DSA, explicit EC, SM2, ...) are left to
+     * the default provider with a warning at every load, instead of being refused (the default). */
+    int allow_unsealed;
+    /* memguard-dumpable = 1: leave the process dumpable (core files, same-user ptrace). Default 0. */
+    int dumpable;
 } mgp_ctx;
 
 /* ---- errors (provider.c) ---- */
@@ -55,6 +60,10 @@ enum {
     MGP_R_OPERATION_FAILED,
     MGP_R_BAD_ARGUMENT,
     MGP_R_UNSUPPORTED,
+    MGP_R_KEY_REFUSED,   /* a key memguard would seal but could not: its load is refused (fail closed) */
+    MGP_R_INVALID_KEY,   /* a key that fails validation (n != p*q, scalar out of range, ...) */
+    MGP_R_LOCKED_MEMORY, /* RLIMIT_MEMLOCK too small for what a key or an operation needs */
+    MGP_R_UNSEALED_TYPE, /* a key type memguard cannot seal, refused by memguard-unsealed-keys */
 };
 void mgp_error(const mgp_ctx *ctx, int reason, const char *file, int line, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
@@ -70,9 +79,22 @@ typedef struct mgp_key {
     mg_enclave *priv;  /* the private OSSL_PARAMs, serialized and sealed; NULL if public only */
     _Atomic(struct ec_group_st *) ec_group; /* EC keys: the public curve, built on first signature */
     _Atomic(struct mgp_rsa_cache *) rsa;    /* RSA keys: public modulus state and blinding (rsa.c) */
+    /*
+     * Fail closed: a key memguard should protect but could not (sealing failed, validation failed,
+     * a type it cannot seal) still becomes a memguard key, so that OpenSSL's loaders do not fall
+     * back to their legacy decoders and build an unprotected one. It has no private part, and every
+     * use (operations, certificate matching, export) fails with this text and this reason.
+     * NULL for a usable key. Never holds key material.
+     */
+    char *refusal;
+    int refusal_reason; /* MGP_R_* */
 } mgp_key;
 
 mgp_key *mgp_key_new(mgp_ctx *prov, const char *type);
+/* Mark k refused (see mgp_key.refusal), raise the error and say it once on stderr. Returns k. */
+mgp_key *mgp_key_refuse(mgp_key *k, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* 1 if k can do private-key operations; else 0 with the error raised (its refusal, or "not private"). */
+int mgp_key_usable(const mgp_ctx *prov, const mgp_key *k);
 mgp_key *mgp_key_up(mgp_key *k);
 void mgp_key_free(mgp_key *k);
 /*
@@ -141,6 +163,19 @@ const char *mgp_der_pkcs8_type(const unsigned char *der, size_t len);
  * data_cb if it cannot be sealed ("not mine").
  */
 int mgp_hand_over(mgp_ctx *prov, const char *type, EVP_PKEY *full, OSSL_CALLBACK *data_cb, void *data_cbarg);
+
+/*
+ * Key validation before sealing (validate.c): params as EVP_PKEY_todata gives them for type.
+ * 1 if the key is consistent; 0 with `why` (no secret in it) filled otherwise.
+ */
+int mgp_validate_private(mgp_ctx *prov, const char *type, const OSSL_PARAM *params, char *why, size_t whylen);
+
+/*
+ * The process stays non-dumpable (PR_SET_DUMPABLE 0) while it holds sealed keys, unless the
+ * operator set memguard-dumpable = 1. Re-asserted after fork (nginx workers turn it back on):
+ * called at every private-key operation, costs a getpid() comparison (provider.c).
+ */
+void mgp_nondumpable_assert(const mgp_ctx *prov);
 
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);

@@ -92,7 +92,9 @@ static int begin(sig_ctx *c, void *key, const char *mdname, const OSSL_PARAM par
         return 0;
     }
     if (k != NULL) {
-        if ((need_private && k->priv == NULL) || k->pub == NULL) {
+        if (need_private && !mgp_key_usable(c->prov, k))
+            return 0;
+        if (k->pub == NULL) {
             MGP_ERR(c->prov, MGP_R_NOT_PRIVATE, "%s", need_private ? "not a private key" : "no public key");
             return 0;
         }

@@ -12,7 +12,25 @@ cd "$(dirname "$0")/.."
 root=$PWD
 dir=$root/build/openssl35
 inst=$dir/inst
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian archive this machine's apt already uses (never a host name written here): the first
+# "deb" URI of the main archive (not -security, not a third-party repository) in its sources.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk '/^Types:/ { deb = ($0 ~ /deb([^-]|$)/) } /^URIs:/ && deb { for (i = 2; i <= NF; i++) print $i }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' "$f"
+  done
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror | grep -E '/debian/?$' | head -1)}
+mirror=${mirror%/}
+if [ -z "$mirror" ]; then
+  echo "openssl35: no Debian archive in this machine's apt sources (set DEBIAN_MIRROR)" >&2
+  exit 3
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
 
 fetch_and_build() {
@@ -60,4 +78,4 @@ if ! grep -q '^MGP_HAVE_SKEYMGMT:INTERNAL=1' build/ossl35/CMakeCache.txt; then
   exit 1
 fi
 # The 3.5 command line for provider.cli; the test binaries find 3.5's libraries by their RUNPATH.
-PATH=$inst/bin:$PATH LD_LIBRARY_PATH=$inst/lib ctest --test-dir build/ossl35 -E '^tls\.' -j "$jobs" --output-on-failure
+MEMGUARD_BACKEND=anonymous PATH=$inst/bin:$PATH LD_LIBRARY_PATH=$inst/lib ctest --test-dir build/ossl35 -E '^tls\.' -j "$jobs" --output-on-failure
