@@ -415,7 +415,7 @@ static int flag(const char *name, const char *value, int dflt)
 static int configure(mgp_ctx *ctx)
 {
     char *rekey = NULL, *backend = NULL, *debug = NULL, *scrub = NULL, *unsealed = NULL,
-         *dumpable = NULL; /* owned by the core */
+         *dumpable = NULL, *secure_heap = NULL; /* owned by the core */
     OSSL_PARAM p[] = {
         OSSL_PARAM_utf8_ptr("memguard-rekey-interval-ms", &rekey, 0),
         OSSL_PARAM_utf8_ptr("memguard-backend", &backend, 0),
@@ -423,6 +423,7 @@ static int configure(mgp_ctx *ctx)
         OSSL_PARAM_utf8_ptr("memguard-scrub-freed-heap", &scrub, 0),
         OSSL_PARAM_utf8_ptr("memguard-unsealed-keys", &unsealed, 0),
         OSSL_PARAM_utf8_ptr("memguard-dumpable", &dumpable, 0),
+        OSSL_PARAM_utf8_ptr("memguard-secure-heap", &secure_heap, 0),
         OSSL_PARAM_END,
     };
     if (c_get_params == NULL || !c_get_params(ctx->handle, p))
@@ -461,6 +462,8 @@ static int configure(mgp_ctx *ctx)
         return 0;
     }
     if ((ctx->dumpable = flag("memguard-dumpable", dumpable, 0)) < 0)
+        return 0;
+    if (!mgp_secure_heap_setup(ctx, secure_heap))
         return 0;
     if (scrub != NULL && strcmp(scrub, "0") != 0 && strcmp(scrub, "1") != 0) {
         fprintf(stderr, "memguard-provider: memguard-scrub-freed-heap = %s: use 1 or 0\n", scrub);

@@ -177,6 +177,13 @@ int mgp_validate_private(mgp_ctx *prov, const char *type, const OSSL_PARAM *para
  */
 void mgp_nondumpable_assert(const mgp_ctx *prov);
 
+/*
+ * OpenSSL's secure heap for the transient private values of operations (BN_secure_new,
+ * BN_CTX_secure_new) when the application has not set one up (secheap.c). setting is the
+ * memguard-secure-heap value from openssl.cnf, or NULL. 0 on a configuration error.
+ */
+int mgp_secure_heap_setup(mgp_ctx *prov, const char *setting);
+
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);
 
