@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Where sealed keys live, and that the process says so: with no setting, the provider uses
+# memfd_secret pages when the kernel offers them (out of the kernel's direct map, unreadable
+# through /proc/PID/mem) and anonymous mlock'ed pages otherwise; the first sealed key prints one
+# line naming the backend; memguard-backend picks one explicitly and a bad value stops the load.
+# Usage: backend.sh <path to memguard.so>
+set -uo pipefail
+module=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+conf() { # file [extra line]
+  cat > "$1" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+memguard = memguard_sect
+[default_sect]
+activate = 1
+[memguard_sect]
+module = $module
+activate = 1
+${2:-}
+CNF
+}
+conf auto.cnf
+conf anon.cnf "memguard-backend = anonymous"
+conf secret.cnf "memguard-backend = secretmem"
+conf bogus.cnf "memguard-backend = tmpfs"
+OPENSSL_CONF=/dev/null openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null
+
+# Does this kernel hand out memfd_secret pages? (syscall 447 on x86_64; -1 where disabled.)
+have_secret=$(python3 -c 'import ctypes, os; fd = ctypes.CDLL(None, use_errno=True).syscall(447, 0); print(1 if fd >= 0 else 0)')
+echo "kernel memfd_secret: $have_secret"
+
+line() { # conf -> the backend line the first sealed key printed
+  env -u MEMGUARD_BACKEND OPENSSL_CONF=$1 openssl pkey -in key.pem -pubout -out /dev/null 2>&1 |
+    grep -c "memguard-provider: private keys sealed; guarded memory: $2"
+}
+if [ "$have_secret" = 1 ]; then
+  [ "$(line auto.cnf 'memfd_secret')" = 1 ] && ok "no setting: memfd_secret, said in one line" || bad "no setting: memfd_secret line"
+  [ "$(line secret.cnf 'memfd_secret')" = 1 ] && ok "secretmem: memfd_secret" || bad "secretmem: memfd_secret"
+else
+  [ "$(line auto.cnf 'anonymous')" = 1 ] && ok "no setting, kernel without memfd_secret: anonymous, said" || bad "no setting: anonymous line"
+fi
+[ "$(line anon.cnf 'anonymous')" = 1 ] && ok "memguard-backend = anonymous: anonymous, said" || bad "anonymous line"
+# The environment switch (used by the suite's memory scans) is below the configuration.
+n=$(MEMGUARD_BACKEND=anonymous OPENSSL_CONF=auto.cnf openssl pkey -in key.pem -pubout -out /dev/null 2>&1 |
+    grep -c "guarded memory: anonymous")
+[ "$n" = 1 ] && ok "MEMGUARD_BACKEND=anonymous: anonymous" || bad "MEMGUARD_BACKEND=anonymous"
+# Exactly one line per process, however many keys.
+n=$(env -u MEMGUARD_BACKEND OPENSSL_CONF=auto.cnf openssl pkeyutl -sign -inkey key.pem -in key.pem -rawin \
+    -digest sha256 -out /dev/null 2>&1 | grep -c "private keys sealed")
+[ "$n" = 1 ] && ok "one line per process" || bad "one line per process ($n)"
+# A bad value is a configuration error: memguard does not load, and says why.
+out=$(OPENSSL_CONF=bogus.cnf openssl list -providers 2>&1)
+if grep -q "memguard-backend = tmpfs" <<< "$out" && ! grep -q "memguard enclave key provider" <<< "$out"; then
+  ok "memguard-backend = tmpfs: refused, provider not loaded"
+else
+  bad "memguard-backend = tmpfs: $out"
+fi
+
+echo "backend.sh: $pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
