@@ -1,6 +1,8 @@
 /* Guarded buffers: see buffer.h for the contract and layout.h for the picture. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "internal.h"
 #include "memcall.h"
@@ -48,17 +50,45 @@ static int lock_alive(mg_buffer *b)
     return MG_OK;
 }
 
+/* Bytes as whole KiB, rounded up: "8 KiB more needed" must not understate. */
+static size_t kib_up(size_t n)
+{
+    return n / 1024 + (n % 1024 != 0);
+}
+
+/*
+ * The hard RLIMIT_MEMLOCK, for the message only. (memcall.c's mg_os_memlock_limit gives the soft
+ * value alone; this belongs beside it.) false if unlimited or unknown.
+ */
+static bool memlock_hard(size_t *hard)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return false;
+    *hard = (size_t)rl.rlim_max;
+    return true;
+}
+
+/*
+ * Name the real cause: which limit, its soft and hard values, what memguard holds already and
+ * how much more this allocation needed. (The process's other locked memory, such as OpenSSL's
+ * secure heap, counts against the same limit.)
+ */
 static int mlock_failure(int err, size_t len)
 {
-    size_t limit = 0;
+    size_t limit = 0, hard = 0;
     size_t held = atomic_load(&mg_stat_locked_bytes);
     if (mg_os_memlock_limit(&limit) != 0 || limit == (size_t)-1)
-        return mg_fail(MG_EMLOCK, err, "mlock of %zu bytes: %s (memguard holds %zu locked bytes)", len,
-                       strerror(err), held);
+        return mg_fail(MG_EMLOCK, err,
+                       "mlock of %zu bytes: %s (RLIMIT_MEMLOCK is unlimited; %zu KiB already locked by memguard)",
+                       len, strerror(err), kib_up(held));
+    char hard_text[32] = "unlimited";
+    if (memlock_hard(&hard))
+        snprintf(hard_text, sizeof hard_text, "%zu KiB", hard / 1024);
     return mg_fail(MG_EMLOCK, err,
-                   "mlock of %zu bytes: %s; RLIMIT_MEMLOCK is %zu bytes and memguard holds %zu; "
-                   "raise it (ulimit -l, LimitMEMLOCK=) or grant CAP_IPC_LOCK",
-                   len, strerror(err), limit, held);
+                   "RLIMIT_MEMLOCK is %zu KiB (hard %s); %zu KiB already locked by memguard, %zu KiB more needed "
+                   "(mlock: %s): raise LimitMEMLOCK= / ulimit -l, or grant CAP_IPC_LOCK",
+                   limit / 1024, hard_text, kib_up(held), kib_up(len), strerror(err));
 }
 
 /* A new zero-filled, mutable buffer, returned with its lock held. */

@@ -187,6 +187,28 @@ mg_buffer *mg_enclave_open(const mg_enclave *e)
     return b;
 }
 
+/* One scratch area holds the key, the coffer copies, the plaintext and the caller's extra space. */
+static size_t with_need(const mg_enclave *e, size_t extra)
+{
+    size_t plain_span = (e->size + 15) & ~(size_t)15; /* keep extra 16-byte aligned */
+    return WORK + plain_span + extra;
+}
+
+int mg_enclave_reserve(const mg_enclave *e, size_t extra)
+{
+    if (e == NULL)
+        return mg_fail(MG_EINVAL, 0, "NULL enclave");
+    if (extra > SIZE_MAX - WORK - 16 - e->size)
+        return mg_fail(MG_ERANGE, 0, "scratch request too large");
+    /* The coffer's two buffers are made on first use: make them now, so that the reserve is the last need. */
+    struct keyed k;
+    int rc = key_begin(&k);
+    if (rc != MG_OK)
+        return rc;
+    key_end(&k);
+    return mg_scratch_reserve(with_need(e, extra));
+}
+
 int mg_enclave_with_workspace(const mg_enclave *e, size_t extra, mg_enclave_workspace_fn fn, void *arg)
 {
     if (e == NULL || fn == NULL)
@@ -196,9 +218,8 @@ int mg_enclave_with_workspace(const mg_enclave *e, size_t extra, mg_enclave_work
     if (mg_ensure_init() != MG_OK)
         return MG_EINIT;
     mg_coffer_tick();
-    /* One scratch area holds the key, the coffer copies, the plaintext and the caller's extra space. */
-    size_t plain_span = (e->size + 15) & ~(size_t)15; /* keep extra 16-byte aligned */
-    size_t need = WORK + plain_span + extra;
+    size_t plain_span = (e->size + 15) & ~(size_t)15;
+    size_t need = with_need(e, extra);
     mg_scratch *tok;
     unsigned char *work = mg_scratch_acquire(need, &tok);
     if (work == NULL)

@@ -133,6 +133,15 @@ typedef struct mg_scratch mg_scratch;
 unsigned char *mg_scratch_acquire(size_t len, mg_scratch **token);
 /* Wipe the first used bytes and give the scratch back. */
 void mg_scratch_release(mg_scratch *token, size_t used);
+/*
+ * Make sure the shared reserve holds at least len bytes (mg_enclave_reserve): a thread that can
+ * get no scratch of its own waits for it. MG_OK, or the allocation's error (MG_EMLOCK, recorded).
+ */
+int mg_scratch_reserve(size_t len);
+/* Test hooks: on: this thread gives back its area and gets no area or temporary buffer (only the
+ * reserve), as under RLIMIT_MEMLOCK pressure; the reserve's use and wait counts and its size. */
+void mg_test_scratch_no_own(bool on);
+void mg_test_scratch_reserve_stats(unsigned long long *uses, unsigned long long *waits, size_t *cap);
 void mg_scratch_prefork(void);
 void mg_scratch_postfork_parent(void);
 void mg_scratch_postfork_child(void);

@@ -56,6 +56,20 @@ MG_API int mg_enclave_with(const mg_enclave *e, mg_enclave_fn fn, void *arg);
 typedef int (*mg_enclave_workspace_fn)(const void *data, size_t size, unsigned char *work, void *arg);
 MG_API int mg_enclave_with_workspace(const mg_enclave *e, size_t extra, mg_enclave_workspace_fn fn, void *arg);
 
+/*
+ * Reserve locked memory for later mg_enclave_with / mg_enclave_with_workspace(e, extra) calls, so
+ * that under locked-memory pressure (RLIMIT_MEMLOCK) they never fail for lack of it. A thread
+ * that cannot get (or lock) scratch memory of its own then uses one shared reserve, guarded and
+ * locked like the rest, waiting while another thread has it: such operations run one at a time
+ * instead of failing. The reserve is sized for the largest request reserved so far and stays
+ * until the process exits. Call it when a long-lived secret is loaded; if it fails, the secret
+ * cannot be served reliably: refuse it. Returns MG_OK, or MG_EMLOCK with mg_last_error_message()
+ * naming the limit and how much more is needed.
+ * A nested mg_enclave_with on a thread that holds the reserve, when no other memory can be locked,
+ * fails with MG_EMLOCK (it would otherwise wait for itself).
+ */
+MG_API int mg_enclave_reserve(const mg_enclave *e, size_t extra);
+
 MG_API size_t mg_enclave_size(const mg_enclave *e);
 /* Free an enclave. NULL-safe. (The sealed bytes are wiped too, though they are not secret.) */
 MG_API void mg_enclave_free(mg_enclave *e);
