@@ -200,12 +200,7 @@ int mg_enclave_reserve(const mg_enclave *e, size_t extra)
         return mg_fail(MG_EINVAL, 0, "NULL enclave");
     if (extra > SIZE_MAX - WORK - 16 - e->size)
         return mg_fail(MG_ERANGE, 0, "scratch request too large");
-    /* The coffer's two buffers are made on first use: make them now, so that the reserve is the last need. */
-    struct keyed k;
-    int rc = key_begin(&k);
-    if (rc != MG_OK)
-        return rc;
-    key_end(&k);
+    /* e was sealed, so the coffer's buffers exist already: the reserve is all that is left to lock. */
     return mg_scratch_reserve(with_need(e, extra));
 }
 

@@ -139,9 +139,10 @@ void mg_scratch_release(mg_scratch *token, size_t used);
  */
 int mg_scratch_reserve(size_t len);
 /* Test hooks: on: this thread gives back its area and gets no area or temporary buffer (only the
- * reserve), as under RLIMIT_MEMLOCK pressure; the reserve's use and wait counts and its size. */
+ * reserve), as under RLIMIT_MEMLOCK pressure; the reserve's uses, waits, threads waiting now, size. */
 void mg_test_scratch_no_own(bool on);
-void mg_test_scratch_reserve_stats(unsigned long long *uses, unsigned long long *waits, size_t *cap);
+void mg_test_scratch_reserve_stats(unsigned long long *uses, unsigned long long *waits, unsigned *waiting,
+                                   size_t *cap);
 void mg_scratch_prefork(void);
 void mg_scratch_postfork_parent(void);
 void mg_scratch_postfork_child(void);

@@ -4,7 +4,8 @@
  * Each thread owns one pre-guarded, pre-locked area, taken from a pool on its
  * first use and returned to the pool when the thread exits, so the hot path
  * (mg_enclave_with) costs no system call and no lock. Larger requests, and
- * nested use on the same thread, get a temporary guarded buffer instead.
+ * nested use on the same thread, get the shared reserve (below) if it is free
+ * at that moment and large enough, else a temporary guarded buffer.
  * Areas are wiped after every use; they are library-owned registry buffers,
  * so the crash handler wipes them too.
  *
@@ -64,6 +65,7 @@ static struct mg_scratch *reserve; /* NULL until the first reservation */
 static bool reserve_busy;
 static pthread_t reserve_owner;
 static _Atomic unsigned long long reserve_uses, reserve_waits;
+static _Atomic unsigned reserve_waiting; /* threads in the wait now (test hook) */
 
 static void give_back(void *v)
 {
@@ -155,9 +157,13 @@ static struct mg_scratch *take_reserve(size_t len, bool wait, bool *self_holds)
     pthread_mutex_lock(&reserve_lock);
     bool waited = false;
     while (wait && reserve != NULL && reserve_busy && !pthread_equal(reserve_owner, self) && len <= reserve->cap) {
+        if (!waited)
+            atomic_fetch_add(&reserve_waiting, 1);
         waited = true;
         pthread_cond_wait(&reserve_cond, &reserve_lock);
     }
+    if (waited)
+        atomic_fetch_sub(&reserve_waiting, 1);
     if (reserve != NULL && reserve_busy && pthread_equal(reserve_owner, self)) {
         *self_holds = true;
     } else if (reserve != NULL && !reserve_busy && len <= reserve->cap) {
@@ -199,7 +205,10 @@ static unsigned char *acquire_slow(size_t len, mg_scratch **token)
             mg_fail(MG_EMLOCK, 0,
                     "no locked scratch for a nested request of %zu bytes: this thread already holds the shared "
                     "reserve (RLIMIT_MEMLOCK leaves it no memory of its own)", len);
-        /* else: the temporary buffer's error stands (no reserve, or too small for len) */
+        else if (test_no_own)
+            mg_fail(MG_EMLOCK, 0, "no locked scratch for %zu bytes (test hook: none of its own) and no reserve that "
+                    "large", len);
+        /* else: the temporary buffer's error stands (no reserve, or one too small for len) */
         return NULL;
     }
     *token = t;
@@ -279,10 +288,12 @@ void mg_test_scratch_no_own(bool on)
     test_no_own = on;
 }
 
-void mg_test_scratch_reserve_stats(unsigned long long *uses, unsigned long long *waits, size_t *cap)
+void mg_test_scratch_reserve_stats(unsigned long long *uses, unsigned long long *waits, unsigned *waiting,
+                                   size_t *cap)
 {
     *uses = atomic_load(&reserve_uses);
     *waits = atomic_load(&reserve_waits);
+    *waiting = atomic_load(&reserve_waiting);
     pthread_mutex_lock(&reserve_lock);
     *cap = reserve != NULL ? reserve->cap : 0;
     pthread_mutex_unlock(&reserve_lock);
