@@ -1,12 +1,25 @@
 /*
- * ASYM_CIPHER for RSA: decryption (OAEP, PKCS#1 v1.5, and the TLS 1.2 RSA key
- * exchange padding with its client-version parameters) unseals the key for
- * one EVP_PKEY_decrypt; encryption uses the public key.
+ * ASYM_CIPHER for RSA: decryption (OAEP, PKCS#1 v1.5 with implicit rejection by default, and the
+ * TLS 1.2 RSA key exchange padding with its client-version parameters) unseals the key for one
+ * EVP_PKEY_decrypt, in rsa.c's constant-time path; encryption uses the public key.
  */
+#include <stdint.h>
+#include <string.h>
+
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <openssl/rsa.h>
 
 #include "provider.h"
+
+/* OpenSSL >= 3.2's parameter (3.0's headers lack the name): 0 turns PKCS#1 v1.5 implicit rejection off. */
+#define MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION "implicit-rejection"
+/* Test hook, no secret: blinding pairs generated for the key, and pairs squared for reuse (rsa.c). */
+#define MGP_ASYM_CIPHER_PARAM_BLINDINGS_MADE "memguard-rsa-blindings-made"
+#define MGP_ASYM_CIPHER_PARAM_BLINDINGS_SQUARED "memguard-rsa-blindings-squared"
+/* rsa.c (these belong in provider.h, which this change does not own). */
+int mgp_rsa_pad_mode(const OSSL_PARAM *params, int dflt);
+int mgp_rsa_blinding_counts(mgp_key *k, uint64_t *made, uint64_t *squared);
 
 typedef struct {
     mgp_ctx *prov;
@@ -104,8 +117,10 @@ static int decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsiz
     ac_ctx *c = vctx;
     if (c->key == NULL)
         return 0;
-    if (out == NULL) {
-        *outlen = (size_t)EVP_PKEY_get_size(c->key->pub);
+    if (out == NULL) { /* the TLS padding gives a 48-byte premaster, as the default provider says */
+        *outlen = mgp_rsa_pad_mode(c->params, RSA_PKCS1_PADDING) == RSA_PKCS1_WITH_TLS_PADDING
+                      ? 48
+                      : (size_t)EVP_PKEY_get_size(c->key->pub);
         return 1;
     }
     int rc = mgp_rsa_decrypt(c->key, c->params, in, inlen, out, outlen, outsize);
@@ -139,27 +154,62 @@ static int ac_get_params(void *vctx, OSSL_PARAM params[])
     EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_from_pkey(c->prov->libctx, c->key->pub, "provider=default");
     int ok = p != NULL && EVP_PKEY_encrypt_init_ex(p, c->params) == 1 && EVP_PKEY_CTX_get_params(p, params) == 1;
     EVP_PKEY_CTX_free(p);
+    /* Ours whatever the default provider knows: implicit rejection is on unless set to 0. */
+    OSSL_PARAM *ir = OSSL_PARAM_locate(params, MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION);
+    if (ok && ir != NULL) {
+        const OSSL_PARAM *set = OSSL_PARAM_locate_const(c->params, MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION);
+        unsigned v = 1;
+        ok = (set == NULL || OSSL_PARAM_get_uint(set, &v)) && OSSL_PARAM_set_uint(ir, v != 0);
+    }
+    OSSL_PARAM *made = OSSL_PARAM_locate(params, MGP_ASYM_CIPHER_PARAM_BLINDINGS_MADE),
+               *squared = OSSL_PARAM_locate(params, MGP_ASYM_CIPHER_PARAM_BLINDINGS_SQUARED);
+    if (ok && (made != NULL || squared != NULL)) {
+        uint64_t m = 0, s = 0;
+        ok = mgp_rsa_blinding_counts(c->key, &m, &s) && (made == NULL || OSSL_PARAM_set_uint64(made, m)) &&
+             (squared == NULL || OSSL_PARAM_set_uint64(squared, s));
+    }
     return ok;
 }
+
+/* OpenSSL 3.0's lists plus implicit rejection (3.2+), whatever the default provider in use lists. */
+static const OSSL_PARAM settable[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_uint(MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, NULL),
+    OSSL_PARAM_END,
+};
+
+static const OSSL_PARAM gettable[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, OSSL_PARAM_OCTET_PTR, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_uint(MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, NULL),
+    OSSL_PARAM_uint64(MGP_ASYM_CIPHER_PARAM_BLINDINGS_MADE, NULL),
+    OSSL_PARAM_uint64(MGP_ASYM_CIPHER_PARAM_BLINDINGS_SQUARED, NULL),
+    OSSL_PARAM_END,
+};
 
 static const OSSL_PARAM *ac_settable(void *vctx, void *provctx)
 {
     (void)vctx;
-    mgp_ctx *prov = provctx;
-    EVP_ASYM_CIPHER *a = EVP_ASYM_CIPHER_fetch(prov->libctx, "RSA", "provider=default");
-    const OSSL_PARAM *p = EVP_ASYM_CIPHER_settable_ctx_params(a);
-    EVP_ASYM_CIPHER_free(a);
-    return p;
+    (void)provctx;
+    return settable;
 }
 
 static const OSSL_PARAM *ac_gettable(void *vctx, void *provctx)
 {
     (void)vctx;
-    mgp_ctx *prov = provctx;
-    EVP_ASYM_CIPHER *a = EVP_ASYM_CIPHER_fetch(prov->libctx, "RSA", "provider=default");
-    const OSSL_PARAM *p = EVP_ASYM_CIPHER_gettable_ctx_params(a);
-    EVP_ASYM_CIPHER_free(a);
-    return p;
+    (void)provctx;
+    return gettable;
 }
 
 const OSSL_DISPATCH mgp_rsa_asym_cipher[] = {
