@@ -11,6 +11,7 @@ typedef struct {
     const char *alg;
     mgp_key *key;
     mgp_key *peer;
+    const mgp_key *peer_checked; /* the key that peer was compared with (peer_matches) */
     OSSL_PARAM *params;
 } ex_ctx;
 
@@ -42,6 +43,7 @@ static void *ex_dup(void *vctx)
         return NULL;
     d->key = mgp_key_up(c->key);
     d->peer = mgp_key_up(c->peer);
+    d->peer_checked = c->peer_checked;
     if (c->params != NULL && (d->params = OSSL_PARAM_dup(c->params)) == NULL) {
         ex_free(d);
         return NULL;
@@ -55,14 +57,49 @@ static int ex_set_params(void *vctx, const OSSL_PARAM params[])
     return mgp_params_merge(&c->params, params);
 }
 
+/*
+ * Whether peer may be used with key, decided as the default provider decides it, so that memguard
+ * is no weaker than what it replaces. ECDH: the two keys' groups must be equal under EC_GROUP_cmp
+ * (the default's ecdh_match_params); here EVP_PKEY_parameters_eq on the two public keys, both held by
+ * the default provider's EC keymgmt in our library context, whose match function is that same
+ * EC_GROUP_cmp. Decoding the peer's point on our curve is not enough: a point of another curve can
+ * lie on ours as well (the brainpool r1/t1 twins share points; any y^2 = x^3 + a'x + b' can be drawn
+ * through one of our points), and the default refuses such a peer with "mismatching domain
+ * parameters". An explicit-parameter copy of our own curve compares equal, as in the default.
+ * X25519/X448: the key types must be the same (the default compares key lengths); small-order
+ * points are refused at derive, as the default refuses them there. Returns 1, or 0 with the error
+ * raised.
+ */
+static int peer_matches(const ex_ctx *c, const mgp_key *key, const mgp_key *peer)
+{
+    if (peer == NULL || peer->pub == NULL) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "the peer has no public key");
+        return 0;
+    }
+    if (strcmp(peer->type, key->type) != 0) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "a %s peer for a %s key", peer->type, key->type);
+        return 0;
+    }
+    if (strcmp(key->type, "EC") == 0 && EVP_PKEY_parameters_eq(key->pub, peer->pub) != 1) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "mismatching domain parameters: the peer's key is not on this key's curve");
+        return 0;
+    }
+    return 1;
+}
+
 static int ex_init(void *vctx, void *key, const OSSL_PARAM params[])
 {
     ex_ctx *c = vctx;
     mgp_key *k = key;
     if (!mgp_key_usable(c->prov, k))
         return 0;
+    /* A peer accepted for an earlier key is accepted for this one only if it would be set now. */
+    if (c->peer != NULL && c->peer_checked != k && !peer_matches(c, k, c->peer))
+        return 0;
     mgp_key_free(c->key);
     c->key = mgp_key_up(k);
+    if (c->peer != NULL)
+        c->peer_checked = k;
     return ex_set_params(c, params);
 }
 
@@ -70,10 +107,15 @@ static int ex_set_peer(void *vctx, void *peer)
 {
     ex_ctx *c = vctx;
     mgp_key *p = peer;
-    if (p == NULL || p->pub == NULL)
+    if (c->key == NULL) {
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "the peer is set after the key (derive_init)");
+        return 0;
+    }
+    if (!peer_matches(c, c->key, p))
         return 0;
     mgp_key_free(c->peer);
     c->peer = mgp_key_up(p);
+    c->peer_checked = c->key;
     return 1;
 }
 
@@ -148,7 +190,7 @@ static int x25519_derive(ex_ctx *c, unsigned char *secret, size_t *secretlen, si
 static int ex_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_t outlen)
 {
     ex_ctx *c = vctx;
-    if (c->key == NULL || c->peer == NULL) {
+    if (c->key == NULL || c->peer == NULL || c->peer_checked != c->key) {
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "key and peer must be set");
         return 0;
     }
