@@ -1,15 +1,20 @@
 /*
- * DECODER "DER" from input=pem for private-key PEM only. OpenSSL's own PEM to
- * DER step frees the decoded DER (the whole private key) without wiping it;
- * this one decodes base64 into guarded memory and wipes it once the next
- * decoder has consumed it. It claims only the labels below; certificates,
- * public keys, parameters and legacy "Proc-Type: 4,ENCRYPTED" keys return
- * "not mine", and the default provider's decoder handles them as before.
+ * DECODER "DER" from input=pem, for private-key PEM. It does everything itself
+ * in guarded memory - base64 to DER, decryption of an ENCRYPTED PRIVATE KEY,
+ * parsing, validation and sealing (load.c) - and hands up only a one-shot
+ * handle to the sealed (or refused) key, never the key's DER: OpenSSL's own
+ * PEM step, its store code (OSSL_STORE's file loader decodes whatever octets
+ * the PEM level gives it) and its DER decoders copy DER into heap buffers
+ * freed without wiping. Certificates, public keys and parameters are "not
+ * mine", and the default provider's decoder handles them as before.
  *
  * It reads exactly one PEM block, line by line, so the input position after a
- * success is just past the END line (files holding a key and certificates
- * keep working); on "not mine" OpenSSL rewinds the input for the next decoder.
+ * success is just past the END line (files holding a key and certificates, or
+ * several keys, keep working); on "not mine" OpenSSL rewinds the input for the
+ * next decoder. Any preamble before BEGIN is skipped, however long, as
+ * OpenSSL does.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -20,21 +25,12 @@
 #include <openssl/x509.h>
 #include <sodium.h>
 
+#include "load.h"
 #include "provider.h"
 
-#define LINE_MAX_LEN 1024
-#define BODY_MAX (1u << 20)
-
-static const struct label {
-    const char *pem;
-    const char *structure;
-    const char *type; /* NULL: any */
-} labels[] = {
-    {"PRIVATE KEY", MGP_STRUCT_PKI, NULL},
-    {"ENCRYPTED PRIVATE KEY", MGP_STRUCT_PKI, NULL}, /* decrypted here (decrypt_pkcs8) */
-    {"RSA PRIVATE KEY", MGP_STRUCT_TS, "RSA"},
-    {"EC PRIVATE KEY", MGP_STRUCT_TS, "EC"},
-};
+#define CHUNK 1024          /* one BIO_gets: a line, or part of a longer one */
+#define DER_START (4096 - 2 * MG_MIN_CANARY)
+#define DER_MAX (1u << 20)
 
 static void *pem_newctx(void *provctx)
 {
@@ -46,20 +42,6 @@ static void pem_freectx(void *vctx)
     (void)vctx;
 }
 
-static const struct label *match_begin(const char *line, size_t len)
-{
-    static const char begin[] = "-----BEGIN ";
-    if (len < sizeof begin - 1 || memcmp(line, begin, sizeof begin - 1) != 0)
-        return NULL;
-    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
-        size_t l = strlen(labels[i].pem);
-        const char *at = line + sizeof begin - 1;
-        if (len >= sizeof begin - 1 + l + 5 && memcmp(at, labels[i].pem, l) == 0 && memcmp(at + l, "-----", 5) == 0)
-            return &labels[i];
-    }
-    return NULL;
-}
-
 /* Length without the trailing CR/LF. */
 static size_t chomp(const char *s, size_t n)
 {
@@ -68,15 +50,64 @@ static size_t chomp(const char *s, size_t n)
     return n;
 }
 
+/* The label of a BEGIN line ("-----BEGIN X-----"), copied into label; false if it is not one. */
+static bool begin_label(const char *line, size_t len, char *label, size_t size)
+{
+    static const char begin[] = "-----BEGIN ";
+    size_t b = sizeof begin - 1;
+    if (len < b + 5 || memcmp(line, begin, b) != 0 || memcmp(line + len - 5, "-----", 5) != 0 ||
+        len - b - 5 >= size)
+        return false;
+    memcpy(label, line + b, len - b - 5);
+    label[len - b - 5] = 0;
+    return true;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Traditional labels memguard reads: "RSA PRIVATE KEY" -> "RSA". NULL for others. */
+static const char *ts_type_of(const char *label)
+{
+    static const char *const types[] = {"RSA", "EC", "DSA"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        size_t n = strlen(types[i]);
+        if (strncmp(label, types[i], n) == 0 && strcmp(label + n, " PRIVATE KEY") == 0)
+            return types[i];
+    }
+    return NULL;
+}
+
+/* Read the rest of the block up to its END line without keeping it (no guarded memory to put it in). */
+static void skip_block(BIO *in, const char *end_line, size_t end_len)
+{
+    char line[CHUNK];
+    bool at_start = true;
+    for (;;) {
+        int n = BIO_gets(in, line, sizeof line);
+        if (n <= 0)
+            break;
+        bool starts = at_start;
+        at_start = line[n - 1] == '\n';
+        if (starts && chomp(line, (size_t)n) == end_len && memcmp(line, end_line, end_len) == 0)
+            break;
+    }
+    OPENSSL_cleanse(line, sizeof line); /* base64 of the key */
+}
+
 /*
  * An EncryptedPrivateKeyInfo (PKCS#8, PBES2 or PKCS#12 PBE) decrypted straight
  * into guarded memory: OpenSSL's own decoder would decrypt into a heap buffer
  * and hand it to decoders that copy it again. The passphrase is asked into a
  * guarded buffer too. NULL on a wrong passphrase or an unknown scheme (the
- * default provider's decoder then tries, and reports the error).
+ * default provider's decoder then tries, and reports the error), or with
+ * *mg_err set when guarded memory failed.
  */
 static mg_buffer *decrypt_pkcs8(mgp_ctx *prov, const unsigned char *der, size_t len, size_t *outlen,
-                                OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+                                OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg, int *mg_err)
 {
     const unsigned char *p = der;
     X509_SIG *epki = d2i_X509_SIG(NULL, &p, (long)len);
@@ -86,6 +117,9 @@ static mg_buffer *decrypt_pkcs8(mgp_ctx *prov, const unsigned char *der, size_t 
     const ASN1_OCTET_STRING *ct = NULL;
     size_t passlen = 0;
     int n = 0, fin = 0;
+    *mg_err = 0;
+    if (pass == NULL)
+        *mg_err = mg_last_error();
     if (epki == NULL || pass == NULL || ctx == NULL || pw_cb == NULL || p != der + len)
         goto fail;
     X509_SIG_get0(epki, &alg, &ct);
@@ -93,10 +127,11 @@ static mg_buffer *decrypt_pkcs8(mgp_ctx *prov, const unsigned char *der, size_t 
         passlen > mg_buffer_size(pass) || ct->length <= 0)
         goto fail;
     ERR_set_mark(); /* a wrong passphrase leaves errors the default decoder will report itself */
-    int ok = EVP_PBE_CipherInit_ex(alg->algorithm, mg_buffer_data(pass), (int)passlen, alg->parameter, ctx, 0,
-                                   prov->libctx, NULL) == 1 &&
-             (out = mg_buffer_new((size_t)ct->length + EVP_MAX_BLOCK_LENGTH)) != NULL &&
-             EVP_CipherUpdate(ctx, mg_buffer_data(out), &n, ct->data, ct->length) == 1 &&
+    int init = EVP_PBE_CipherInit_ex(alg->algorithm, mg_buffer_data(pass), (int)passlen, alg->parameter, ctx, 0,
+                                     prov->libctx, NULL) == 1;
+    if (init && (out = mg_buffer_new((size_t)ct->length + EVP_MAX_BLOCK_LENGTH)) == NULL)
+        *mg_err = mg_last_error();
+    int ok = out != NULL && EVP_CipherUpdate(ctx, mg_buffer_data(out), &n, ct->data, ct->length) == 1 &&
              EVP_CipherFinal_ex(ctx, (unsigned char *)mg_buffer_data(out) + n, &fin) == 1;
     ERR_pop_to_mark();
     if (!ok)
@@ -114,6 +149,84 @@ fail:
     return NULL;
 }
 
+/* The base64 body (up to the END line) decoded into guarded memory; NULL on malformed input or no memory. */
+static mg_buffer *read_body(BIO *in, const char *end_line, size_t end_len, size_t *der_len, bool *headers,
+                            bool *malformed, int *mg_err)
+{
+    mg_buffer *lb = mg_buffer_new(CHUNK + 4), *der = mg_buffer_new(DER_START);
+    *der_len = 0;
+    *headers = false;
+    *malformed = false;
+    *mg_err = 0;
+    if (lb == NULL || der == NULL) {
+        *mg_err = mg_last_error();
+        mg_buffer_destroy(lb);
+        mg_buffer_destroy(der);
+        skip_block(in, end_line, end_len);
+        return NULL;
+    }
+    char *line = mg_buffer_data(lb);
+    size_t carry = 0; /* base64 characters of an incomplete quad, kept at the start of line */
+    bool at_start = true, first = true, done = false;
+    while (!done) {
+        int n = BIO_gets(in, line + carry, CHUNK);
+        if (n <= 0)
+            break; /* truncated */
+        char *chunk = line + carry;
+        bool starts = at_start;
+        at_start = chunk[n - 1] == '\n';
+        size_t len = chomp(chunk, (size_t)n);
+        if (starts && len == end_len && memcmp(chunk, end_line, end_len) == 0) {
+            done = true;
+            break;
+        }
+        if (starts && first && memchr(chunk, ':', len) != NULL) {
+            *headers = true; /* RFC 1421 headers (Proc-Type: 4,ENCRYPTED): decrypted by the default provider */
+            break;
+        }
+        first = false;
+        size_t w = carry;
+        for (size_t i = 0; i < len; i++)
+            if (chunk[i] != ' ' && chunk[i] != '\t' && chunk[i] != '\r' && chunk[i] != '\n')
+                line[w++] = chunk[i];
+        size_t whole = w / 4 * 4, room = mg_buffer_size(der) - *der_len;
+        if (whole / 4 * 3 > room) {
+            size_t cap = mg_buffer_size(der) * 2;
+            mg_buffer *bigger = cap <= DER_MAX ? mg_buffer_new(cap) : NULL;
+            if (bigger == NULL || mg_buffer_copy(bigger, mg_buffer_data(der), *der_len) != MG_OK) {
+                *mg_err = bigger == NULL && cap <= DER_MAX ? mg_last_error() : 0;
+                *malformed = *mg_err == 0;
+                mg_buffer_destroy(bigger);
+                break;
+            }
+            mg_buffer_destroy(der);
+            der = bigger;
+        }
+        size_t got = 0;
+        const char *stop = NULL;
+        if (whole > 0 && (sodium_base642bin((unsigned char *)mg_buffer_data(der) + *der_len,
+                                            mg_buffer_size(der) - *der_len, line, whole, NULL, &got, &stop,
+                                            sodium_base64_VARIANT_ORIGINAL) != 0 ||
+                          stop != line + whole)) {
+            *malformed = true;
+            break;
+        }
+        *der_len += got;
+        memmove(line, line + whole, w - whole);
+        carry = w - whole;
+    }
+    if (!done || carry != 0 || *der_len == 0) {
+        if (!done && !*headers && *mg_err != 0)
+            skip_block(in, end_line, end_len);
+        if (!*headers && *mg_err == 0)
+            *malformed = true;
+        mg_buffer_destroy(der);
+        der = NULL;
+    }
+    mg_buffer_destroy(lb); /* wipes the base64 */
+    return der;
+}
+
 static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb, void *data_cbarg,
                       OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
@@ -121,87 +234,97 @@ static int pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBA
     if (selection != 0 && !(selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY))
         return 1;
     BIO *in = BIO_new_from_core_bio(prov->core_libctx, cin);
-    mg_buffer *line_buf = mg_buffer_new(LINE_MAX_LEN);
-    mg_buffer *body = mg_buffer_new(16384 - MG_MIN_CANARY);
+    char pre[CHUNK], label[80];
     mg_buffer *der = NULL;
-    int rc = 1; /* "not mine" unless we get all the way */
-    if (in == NULL || line_buf == NULL || body == NULL)
+    mgp_key *k = NULL;
+    int rc = 1; /* "not mine" unless it is a private key */
+    if (in == NULL)
         goto out;
-    char *line = mg_buffer_data(line_buf);
-    const struct label *lab = NULL;
-    /* Find the BEGIN line; anything before it (comments, other text) is skipped, as OpenSSL does. */
-    for (int lines = 0; lab == NULL && lines < 10000; lines++) {
-        int n = BIO_gets(in, line, LINE_MAX_LEN);
+    /* The BEGIN line, at the start of a line; the preamble before it (any length) is public text. */
+    bool at_start = true, found = false;
+    while (!found) {
+        int n = BIO_gets(in, pre, sizeof pre);
         if (n <= 0)
             goto out;
-        if (strncmp(line, "-----BEGIN ", 11) == 0) {
-            lab = match_begin(line, chomp(line, (size_t)n));
-            if (lab == NULL)
-                goto out; /* a certificate or another object: not ours */
+        bool starts = at_start;
+        at_start = pre[n - 1] == '\n';
+        if (starts && strncmp(pre, "-----BEGIN ", 11) == 0) {
+            if (!at_start || !begin_label(pre, chomp(pre, (size_t)n), label, sizeof label))
+                goto out; /* not a BEGIN line we can read: OpenSSL's decoder will say what is wrong */
+            found = true;
         }
     }
-    if (lab == NULL)
-        goto out;
-    size_t used = 0, cap = mg_buffer_size(body);
-    char end_line[64];
-    int end_len = snprintf(end_line, sizeof end_line, "-----END %s-----", lab->pem);
-    for (;;) {
-        int n = BIO_gets(in, line, LINE_MAX_LEN);
-        if (n <= 0)
-            goto out; /* truncated: let the default decoder report it */
-        size_t len = chomp(line, (size_t)n);
-        if (len == (size_t)end_len && memcmp(line, end_line, len) == 0)
-            break;
-        if (memchr(line, ':', len) != NULL)
-            goto out; /* RFC 1421 headers (legacy encryption): the default decoder's job */
-        if (used + len > cap) {
-            if (cap * 2 > BODY_MAX)
-                goto out;
-            mg_buffer *bigger = mg_buffer_new(cap * 2);
-            if (bigger == NULL || mg_buffer_copy(bigger, mg_buffer_data(body), used) != MG_OK) {
-                mg_buffer_destroy(bigger);
-                goto out;
-            }
-            mg_buffer_destroy(body);
-            body = bigger;
-            cap *= 2;
+    if (!ends_with(label, "PRIVATE KEY"))
+        goto out; /* a certificate, a public key, parameters: not ours */
+    const char *ts = ts_type_of(label);
+    bool pkcs8 = strcmp(label, "PRIVATE KEY") == 0, encrypted = strcmp(label, "ENCRYPTED PRIVATE KEY") == 0;
+    char end_line[96];
+    int end_len = snprintf(end_line, sizeof end_line, "-----END %s-----", label);
+    if (ts == NULL && !pkcs8 && !encrypted) {
+        /* A label we do not know (legacy code would read "RSA-PSS PRIVATE KEY" without any provider). */
+        skip_block(in, end_line, (size_t)end_len);
+        if (prov->allow_unsealed) {
+            mgp_load_warn_unsealed("a", label);
+            goto out;
         }
-        memcpy((char *)mg_buffer_data(body) + used, line, len);
-        used += len;
+        if ((k = mgp_key_new(prov, MGP_TYPE_REFUSED)) != NULL)
+            mgp_key_refuse(k, MGP_R_UNSEALED_TYPE,
+                           "a PEM block labelled \"%s\", which memguard cannot read or seal; set "
+                           "memguard-unsealed-keys = allow to leave such keys, unprotected, to the default provider",
+                           label);
+        goto hand;
     }
-    der = mg_buffer_new(used / 4 * 3 + 3);
     size_t der_len = 0;
-    const char *b64_end = NULL;
-    if (der == NULL ||
-        sodium_base642bin(mg_buffer_data(der), mg_buffer_size(der), mg_buffer_data(body), used, " \t", &der_len,
-                          &b64_end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        b64_end != (const char *)mg_buffer_data(body) + used || der_len == 0)
-        goto out;
-    mgp_debug(prov, "decoded a \"%s\" PEM block in guarded memory", lab->pem);
-    if (strcmp(lab->pem, "ENCRYPTED PRIVATE KEY") == 0) {
+    bool headers, malformed;
+    int mg_err;
+    der = read_body(in, end_line, (size_t)end_len, &der_len, &headers, &malformed, &mg_err);
+    if (der == NULL) {
+        if (mg_err != 0)
+            k = mgp_load_refuse_memory(prov, ts != NULL ? ts : MGP_TYPE_REFUSED, mg_err, "decode the PEM key");
+        else if (headers || malformed)
+            goto out; /* legacy encryption, or broken PEM: the default provider's decoder decrypts or reports it */
+        goto hand;
+    }
+    mgp_debug(prov, "decoded a \"%s\" PEM block in guarded memory", label);
+    if (encrypted) {
         size_t plain_len = 0;
-        mg_buffer *plain = decrypt_pkcs8(prov, mg_buffer_data(der), der_len, &plain_len, pw_cb, pw_cbarg);
-        if (plain == NULL)
-            goto out;
+        mg_buffer *plain = decrypt_pkcs8(prov, mg_buffer_data(der), der_len, &plain_len, pw_cb, pw_cbarg, &mg_err);
+        if (plain == NULL) {
+            if (mg_err == 0)
+                goto out; /* wrong passphrase or another scheme: the default decoder tries and reports */
+            k = mgp_load_refuse_memory(prov, MGP_TYPE_REFUSED, mg_err, "decrypt the key");
+            goto hand;
+        }
         mg_buffer_destroy(der);
         der = plain;
         der_len = plain_len;
         mgp_debug(prov, "decrypted the PKCS#8 key in guarded memory");
     }
-    OSSL_PARAM params[4];
-    size_t i = 0;
-    if (lab->type != NULL)
-        params[i++] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)(uintptr_t)lab->type, 0);
-    params[i++] =
-        OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE, (char *)(uintptr_t)lab->structure, 0);
-    params[i++] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, mg_buffer_data(der), der_len);
-    params[i] = OSSL_PARAM_construct_end();
-    rc = data_cb(params, data_cbarg);
+    mgp_der_class cls;
+    if (!mgp_der_classify(mg_buffer_data(der), der_len, ts, &cls)) {
+        if (cls.unsealed == NULL)
+            goto out; /* not a private key at all: the default decoder reports it (nobody can build a key) */
+        if (prov->allow_unsealed) {
+            mgp_load_warn_unsealed("a", "PKCS#8 of an algorithm memguard does not know");
+            goto out;
+        }
+        if ((k = mgp_key_new(prov, MGP_TYPE_REFUSED)) != NULL)
+            mgp_key_refuse(k, MGP_R_UNSEALED_TYPE,
+                           "%s; set memguard-unsealed-keys = allow to leave such keys to the default provider",
+                           cls.unsealed);
+        goto hand;
+    }
+    k = mgp_load_der(prov, &cls, ts != NULL, mg_buffer_data(der), der_len);
+    if (k == NULL && cls.unsealed != NULL && prov->allow_unsealed) {
+        /* Left to the default provider's decoders; ours at the DER level print the warning, once per load. */
+        mgp_debug(prov, "a %s key (%s) left to the default provider", cls.type, cls.unsealed);
+        goto out;
+    }
+hand:
+    rc = k != NULL ? mgp_hand_handle(prov, k, data_cb, data_cbarg) : 0;
 out:
     BIO_free(in);
-    mg_buffer_destroy(line_buf); /* every buffer is wiped on destroy */
-    mg_buffer_destroy(body);
-    mg_buffer_destroy(der);
+    mg_buffer_destroy(der); /* wiped on destroy */
     /* The key passed through registers and callees' stack frames (including the dynamic linker's). */
     mg_scrub(MGP_SCRUB_STACK);
     return rc;

@@ -7,8 +7,9 @@
  * DER is walked in place (it is in guarded memory), every private number is
  * copied into a guarded staging buffer in the byte order OSSL_PARAM wants, and
  * the key is built with EVP_PKEY_fromdata, whose objects OpenSSL clears when
- * they are freed. Anything unusual (explicit EC parameters, unknown
- * versions) returns NULL, and the default provider's decoder gets its turn.
+ * they are freed. mgp_der_classify says, without reading any private
+ * number, what a DER private key is and whether memguard can seal that form
+ * (load.c decides from it: seal, refuse, or leave to the default provider).
  */
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #include <openssl/params.h>
 #include <openssl/x509.h>
 
+#include "load.h"
 #include "provider.h"
 
 /* A span of DER: [p, end). */
@@ -359,6 +361,14 @@ bool mgp_der_is_type_specific(const char *type, const unsigned char *der, size_t
 
 EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, const unsigned char *der, size_t len)
 {
+    int mg_err;
+    return mgp_der_parse(prov, type, type_specific, der, len, &mg_err);
+}
+
+EVP_PKEY *mgp_der_parse(mgp_ctx *prov, const char *type, bool type_specific, const unsigned char *der, size_t len,
+                        int *mg_err)
+{
+    *mg_err = 0;
     span in = {der, der + len}, body = in, alg_params = {NULL, NULL}, alg_tlv = {NULL, NULL};
     size_t raw = 0;
     if (!type_specific) {
@@ -384,7 +394,7 @@ EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, c
     }
     mg_buffer *buf = mg_buffer_new(2 * len + 512);
     if (buf == NULL) {
-        MGP_ERR(prov, MGP_R_OPERATION_FAILED, "%s", mg_last_error_message());
+        *mg_err = mg_last_error(); /* the caller names the limit (load.c) */
         return NULL;
     }
     stage s = {mg_buffer_data(buf), (unsigned char *)mg_buffer_data(buf) + mg_buffer_size(buf), {{0}}, 0};
@@ -423,4 +433,136 @@ EVP_PKEY *mgp_der_to_pkey(mgp_ctx *prov, const char *type, bool type_specific, c
     EVP_PKEY_free(pss);
     mg_buffer_destroy(buf); /* wipes the staged private numbers */
     return full;
+}
+
+/* ---- classification (load.c) ---- */
+
+/* Algorithm OIDs of private keys memguard cannot seal, so that it can refuse them by name. */
+static const struct {
+    const char *type;
+    unsigned char oid[9];
+    size_t len;
+} unsealable[] = {
+    {"DSA", {0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01}, 7}, /* id-dsa */
+    {"DSA", {0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03}, 7}, /* dsaWithSHA1: libcrypto's legacy code reads it as DSA */
+    {"DSA", {0x2b, 0x0e, 0x03, 0x02, 0x0c}, 5},             /* dsa (OIW), likewise */
+    {"DSA", {0x2b, 0x0e, 0x03, 0x02, 0x0d}, 5},             /* dsaWithSHA (OIW) */
+    {"DSA", {0x2b, 0x0e, 0x03, 0x02, 0x1b}, 5},             /* dsaWithSHA1 (OIW) */
+    {"DH", {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x03, 0x01}, 9}, /* dhKeyAgreement */
+    {"DHX", {0x2a, 0x86, 0x48, 0xce, 0x3e, 0x02, 0x01}, 7},            /* dhpublicnumber */
+    {"SM2", {0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d}, 8},      /* 1.2.156.10197.1.301 */
+};
+
+static bool count_uints(span seq, size_t want)
+{
+    span v;
+    for (size_t i = 0; i < want; i++)
+        if (!take(&seq, 0x02, &v))
+            return false;
+    return seq.p == seq.end;
+}
+
+/* An EC key's curve from a parameters element (OID, explicit SEQUENCE, or nothing). */
+static void ec_curve(const span *params, mgp_der_class *out)
+{
+    if (params->p == NULL || params->p == params->end || peek(params, 0x05)) {
+        out->unsealed = "no named curve"; /* implicitlyCA or absent: nothing memguard can build */
+        return;
+    }
+    if (!peek(params, 0x06)) {
+        out->unsealed = "explicit curve parameters";
+        return;
+    }
+    span tlv = *params, oid;
+    if (!take(&tlv, 0x06, &oid)) {
+        out->type = NULL;
+        return;
+    }
+    span whole = {params->p, oid.end};
+    int nid = curve_nid(&whole);
+    if (nid == NID_sm2) {
+        out->type = "SM2";
+        out->unsealed = "a key on the SM2 curve";
+    } else if (nid == NID_undef || OBJ_nid2sn(nid) == NULL) {
+        out->unsealed = "an unknown named curve";
+    }
+}
+
+/* ECPrivateKey: its own [0] parameters win over PKCS#8's. */
+static void classify_ec(span body, const span *alg_params, mgp_der_class *out)
+{
+    span seq, v, tagged = {NULL, NULL};
+    out->type = "EC";
+    if (!take(&body, 0x30, &seq) || !take(&seq, 0x02, &v) || !take(&seq, 0x04, &v)) {
+        out->type = alg_params != NULL ? "EC" : NULL; /* PKCS#8 said EC: a malformed EC key, still ours */
+        out->malformed = true;
+        return;
+    }
+    if (peek(&seq, 0xa0) && !take(&seq, 0xa0, &tagged)) {
+        out->malformed = true;
+        return;
+    }
+    if (tagged.p != NULL)
+        ec_curve(&tagged, out);
+    else if (alg_params != NULL)
+        ec_curve(alg_params, out);
+    else
+        out->unsealed = "no named curve";
+}
+
+bool mgp_der_classify(const unsigned char *der, size_t len, const char *ts_type, mgp_der_class *out)
+{
+    span in = {der, der + len}, seq, v;
+    out->type = NULL;
+    out->unsealed = NULL;
+    out->malformed = false;
+    if (ts_type != NULL) {
+        /* Traditional forms are told apart by shape: RSA 9 INTEGERs, DSA 6, EC version 1 + OCTET STRING. */
+        if (!take(&in, 0x30, &seq) || in.p != in.end)
+            return false;
+        span probe = seq;
+        if (strcmp(ts_type, "EC") == 0) {
+            if (!take(&probe, 0x02, &v) || !peek(&probe, 0x04))
+                return false;
+            classify_ec((span){der, der + len}, NULL, out);
+        } else if (strcmp(ts_type, "DSA") == 0) {
+            if (!count_uints(probe, 6))
+                return false;
+            out->type = "DSA";
+            out->unsealed = "a DSA key";
+        } else if (strcmp(ts_type, "RSA") == 0 || strcmp(ts_type, "RSA-PSS") == 0) {
+            unsigned long version;
+            span rest = probe;
+            if (!take_small(&rest, &version) || version > 1)
+                return false;
+            for (int i = 0; i < 8; i++)
+                if (!take(&rest, 0x02, &v))
+                    return false;
+            if (!(rest.p == rest.end || (version == 1 && peek(&rest, 0x30))))
+                return false;
+            out->type = ts_type;
+        } else {
+            return false;
+        }
+        return out->type != NULL;
+    }
+    span alg, oid, key;
+    unsigned long version;
+    if (!take(&in, 0x30, &seq) || in.p != in.end || !take_small(&seq, &version) || version > 1 ||
+        !take(&seq, 0x30, &alg) || !take(&alg, 0x06, &oid) || !take(&seq, 0x04, &key))
+        return false;
+    for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+        if (span_len(&oid) == algs[i].len && memcmp(oid.p, algs[i].oid, algs[i].len) == 0)
+            out->type = algs[i].type;
+    for (size_t i = 0; out->type == NULL && i < sizeof unsealable / sizeof unsealable[0]; i++)
+        if (span_len(&oid) == unsealable[i].len && memcmp(oid.p, unsealable[i].oid, unsealable[i].len) == 0) {
+            out->type = unsealable[i].type;
+            out->unsealed = strcmp(out->type, "SM2") == 0 ? "an SM2 key" : strcmp(out->type, "DSA") == 0 ? "a DSA key"
+                                                                                                          : "a DH key";
+        }
+    if (out->type == NULL)
+        out->unsealed = "a PKCS#8 key of an algorithm memguard does not know"; /* well-formed, but whose? */
+    if (out->type != NULL && strcmp(out->type, "EC") == 0)
+        classify_ec(key, &alg, out);
+    return out->type != NULL;
 }

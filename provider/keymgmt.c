@@ -4,12 +4,19 @@
  * `openssl pkey -pubout`, EVP_PKEY_eq); export of the private key is refused,
  * because OpenSSL would otherwise copy it into a default-provider key and
  * keep it for the key's lifetime (evp_pkey_export_to_provider's cache).
+ *
+ * A refused key (mgp_key.refusal) answers has() = 1 for every selection: if it
+ * said "no private key", PEM_read_bio_PrivateKey and d2i_PrivateKey would
+ * discard it and build an unprotected key with libcrypto's legacy decoders.
+ * Matching and export fail with its refusal, so SSL_CTX_use_PrivateKey and
+ * X509_check_private_key fail at server start with memguard's reason.
  */
 #include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 
+#include "load.h"
 #include "provider.h"
 
 static void km_free(void *keydata)
@@ -22,6 +29,8 @@ static int km_has(const void *keydata, int selection)
     const mgp_key *k = keydata;
     if (k == NULL)
         return 0;
+    if (k->refusal != NULL)
+        return 1;
     int ok = 1;
     if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY)
         ok &= k->priv != NULL;
@@ -40,6 +49,11 @@ static void *km_dup(const void *keydata, int selection)
 static int km_match(const void *a, const void *b, int selection)
 {
     const mgp_key *x = a, *y = b;
+    for (const mgp_key *k = x; k != NULL; k = k == x ? y : NULL)
+        if (k->refusal != NULL) {
+            MGP_ERR(k->prov, k->refusal_reason, "%s key refused at load: %s", k->type, k->refusal);
+            return 0;
+        }
     if (x == NULL || y == NULL || x->pub == NULL || y->pub == NULL)
         return 0;
     if (selection & OSSL_KEYMGMT_SELECT_KEYPAIR)
@@ -82,6 +96,10 @@ out:
 static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbarg)
 {
     mgp_key *k = keydata;
+    if (k != NULL && k->refusal != NULL) {
+        MGP_ERR(k->prov, k->refusal_reason, "%s key refused at load: %s", k->type, k->refusal);
+        return 0;
+    }
     if (k == NULL || k->pub == NULL)
         return 0;
     if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
@@ -223,14 +241,9 @@ static const OSSL_PARAM ecx_param_types[] = {
     }                                                                                                         \
     static void *id##_load(const void *reference, size_t reference_sz)                                        \
     {                                                                                                         \
-        if (reference == NULL || reference_sz != sizeof(mgp_key *))                                           \
-            return NULL;                                                                                      \
-        mgp_key **ref = (mgp_key **)(uintptr_t)reference;                                                     \
-        mgp_key *k = *ref;                                                                                    \
-        if (k == NULL || strcmp(k->type, NAME) != 0)                                                          \
-            return NULL;                                                                                      \
-        *ref = NULL; /* ownership moves to OpenSSL's EVP_PKEY */                                              \
-        mgp_debug(k->prov, "loaded a sealed %s key", NAME);                                                   \
+        mgp_key *k = mgp_ref_take(reference, reference_sz, NAME);                                             \
+        if (k != NULL)                                                                                        \
+            mgp_debug(k->prov, "loaded a %s %s key", k->refusal != NULL ? "refused" : "sealed", NAME);        \
         return k;                                                                                             \
     }                                                                                                         \
     static const OSSL_PARAM *id##_types(int selection)                                                        \
@@ -284,3 +297,74 @@ KEYMGMT(ed25519, "ED25519", ecx_param_types, "ED25519", "ED25519")
 KEYMGMT(ed448, "ED448", ecx_param_types, "ED448", "ED448")
 KEYMGMT(x25519, "X25519", ecx_param_types, "X25519", "X25519")
 KEYMGMT(x448, "X448", ecx_param_types, "X448", "X448")
+
+/*
+ * Refused keys only: types memguard cannot seal (DSA, DH, DHX, SM2) and keys whose type could not
+ * be learnt. They exist so that such a private key still becomes a memguard key - one that fails
+ * every use with its reason - instead of "not found", which sends OpenSSL's loaders to their
+ * legacy decoders. Nothing can be created, imported or generated here.
+ */
+static int refused_import(void *keydata, int selection, const OSSL_PARAM params[])
+{
+    (void)keydata;
+    (void)selection;
+    (void)params;
+    return 0;
+}
+
+static const OSSL_PARAM *refused_types(int selection)
+{
+    (void)selection;
+    static const OSSL_PARAM none[] = {OSSL_PARAM_END};
+    return none;
+}
+
+static int refused_get_params(void *keydata, OSSL_PARAM params[])
+{
+    (void)keydata;
+    (void)params;
+    return 0;
+}
+
+static const OSSL_PARAM *refused_gettable(void *provctx)
+{
+    (void)provctx;
+    static const OSSL_PARAM none[] = {OSSL_PARAM_END};
+    return none;
+}
+
+#define REFUSED_KEYMGMT(id, NAME)                                                                               \
+    static void *id##_load(const void *reference, size_t reference_sz)                                        \
+    {                                                                                                         \
+        mgp_key *k = mgp_ref_take(reference, reference_sz, NAME);                                             \
+        if (k != NULL && k->refusal == NULL) { /* never: these types are not sealed */                         \
+            mgp_key_free(k);                                                                                  \
+            return NULL;                                                                                      \
+        }                                                                                                     \
+        return k;                                                                                             \
+    }                                                                                                         \
+    static const char *id##_opname(int operation_id)                                                          \
+    {                                                                                                         \
+        (void)operation_id;                                                                                   \
+        return NAME;                                                                                          \
+    }                                                                                                         \
+    const OSSL_DISPATCH mgp_##id##_keymgmt[] = {                                                              \
+        {OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))km_free},                                                    \
+        {OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))id##_load},                                                  \
+        {OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))km_has},                                                      \
+        {OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))km_match},                                                  \
+        {OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))refused_import},                                           \
+        {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))refused_types},                                      \
+        {OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))km_export},                                                \
+        {OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))refused_types},                                      \
+        {OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))refused_get_params},                                   \
+        {OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, (void (*)(void))refused_gettable},                                \
+        {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))id##_opname},                                \
+        {0, NULL},                                                                                            \
+    };
+
+REFUSED_KEYMGMT(dsa, "DSA")
+REFUSED_KEYMGMT(dh, "DH")
+REFUSED_KEYMGMT(dhx, "DHX")
+REFUSED_KEYMGMT(sm2, "SM2")
+REFUSED_KEYMGMT(refused, MGP_TYPE_REFUSED)

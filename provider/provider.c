@@ -20,6 +20,7 @@
 #include <openssl/provider.h>
 #include <sodium.h>
 
+#include "load.h" /* the refused-key keymgmts and the handle decoders of the tables below */
 #include "provider.h"
 #include "simd.h"
 #if defined(MGP_HAVE_SKEYMGMT) && defined(OSSL_OP_SKEYMGMT) /* OpenSSL >= 3.5 */
@@ -128,6 +129,12 @@ static const OSSL_ALGORITHM keymgmt[] = {
     ALG("ED448:1.3.101.113", mgp_ed448_keymgmt),
     ALG("X25519:1.3.101.110", mgp_x25519_keymgmt),
     ALG("X448:1.3.101.111", mgp_x448_keymgmt),
+    /* Refused keys only (load.h): private keys memguard cannot seal fail every use instead of loading unprotected. */
+    ALG("DSA:dsaEncryption:1.2.840.10040.4.1", mgp_dsa_keymgmt),
+    ALG("DH:dhKeyAgreement:1.2.840.113549.1.3.1", mgp_dh_keymgmt),
+    ALG("DHX:X9.42 DH:dhpublicnumber:1.2.840.10046.2.1", mgp_dhx_keymgmt),
+    ALG("SM2:1.2.156.10197.1.301", mgp_sm2_keymgmt),
+    ALG(MGP_TYPE_REFUSED, mgp_refused_keymgmt),
     {NULL, NULL, NULL, NULL},
 };
 
@@ -179,17 +186,26 @@ static const OSSL_ALGORITHM decoder[] = {
     DEC("X448:1.3.101.111", "PrivateKeyInfo", mgp_x448_der_pki_decoder),
     DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", "type-specific", mgp_rsa_der_ts_decoder),
     DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", "type-specific", mgp_ec_der_ts_decoder),
-    /* The same, for DER from our own PEM decoder (named so that only these take it). */
-    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", MGP_STRUCT_PKI, mgp_rsa_der_pki_decoder),
-    DEC("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", MGP_STRUCT_PKI, mgp_rsapss_der_pki_decoder),
-    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", MGP_STRUCT_PKI, mgp_ec_der_pki_decoder),
-    DEC("ED25519:1.3.101.112", MGP_STRUCT_PKI, mgp_ed25519_der_pki_decoder),
-    DEC("ED448:1.3.101.113", MGP_STRUCT_PKI, mgp_ed448_der_pki_decoder),
-    DEC("X25519:1.3.101.110", MGP_STRUCT_PKI, mgp_x25519_der_pki_decoder),
-    DEC("X448:1.3.101.111", MGP_STRUCT_PKI, mgp_x448_der_pki_decoder),
-    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", MGP_STRUCT_TS, mgp_rsa_der_ts_decoder),
-    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", MGP_STRUCT_TS, mgp_ec_der_ts_decoder),
-    /* Private-key PEM only, base64 decoded in guarded memory (decoder_pem.c). */
+    /* Types memguard cannot seal: refused, or left to the default provider with a warning (load.h). */
+    DEC("DSA:dsaEncryption:1.2.840.10040.4.1", "PrivateKeyInfo", mgp_dsa_der_pki_decoder),
+    DEC("DH:dhKeyAgreement:1.2.840.113549.1.3.1", "PrivateKeyInfo", mgp_dh_der_pki_decoder),
+    DEC("DHX:X9.42 DH:dhpublicnumber:1.2.840.10046.2.1", "PrivateKeyInfo", mgp_dhx_der_pki_decoder),
+    DEC("SM2:1.2.156.10197.1.301", "PrivateKeyInfo", mgp_sm2_der_pki_decoder),
+    DEC("DSA:dsaEncryption:1.2.840.10040.4.1", "type-specific", mgp_dsa_der_ts_decoder),
+    /* The one-shot handles of our PEM decoder (named so that only these take them). */
+    DEC("RSA:rsaEncryption:1.2.840.113549.1.1.1", MGP_STRUCT_HANDLE, mgp_rsa_handle_decoder),
+    DEC("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", MGP_STRUCT_HANDLE, mgp_rsapss_handle_decoder),
+    DEC("EC:id-ecPublicKey:1.2.840.10045.2.1", MGP_STRUCT_HANDLE, mgp_ec_handle_decoder),
+    DEC("ED25519:1.3.101.112", MGP_STRUCT_HANDLE, mgp_ed25519_handle_decoder),
+    DEC("ED448:1.3.101.113", MGP_STRUCT_HANDLE, mgp_ed448_handle_decoder),
+    DEC("X25519:1.3.101.110", MGP_STRUCT_HANDLE, mgp_x25519_handle_decoder),
+    DEC("X448:1.3.101.111", MGP_STRUCT_HANDLE, mgp_x448_handle_decoder),
+    DEC("DSA:dsaEncryption:1.2.840.10040.4.1", MGP_STRUCT_HANDLE, mgp_dsa_handle_decoder),
+    DEC("DH:dhKeyAgreement:1.2.840.113549.1.3.1", MGP_STRUCT_HANDLE, mgp_dh_handle_decoder),
+    DEC("DHX:X9.42 DH:dhpublicnumber:1.2.840.10046.2.1", MGP_STRUCT_HANDLE, mgp_dhx_handle_decoder),
+    DEC("SM2:1.2.156.10197.1.301", MGP_STRUCT_HANDLE, mgp_sm2_handle_decoder),
+    DEC(MGP_TYPE_REFUSED, MGP_STRUCT_HANDLE, mgp_refused_handle_decoder),
+    /* Private-key PEM, decoded, decrypted and sealed in guarded memory (decoder_pem.c). */
     {"DER", MGP_PROPS ",input=pem", mgp_pem_to_der_decoder, NULL},
     {NULL, NULL, NULL, NULL},
 };
