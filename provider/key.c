@@ -198,6 +198,20 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
                     sa.sealed == NULL ? mg_last_error_message() : "export failed");
         goto out;
     }
+    /*
+     * Locked memory for this key's operations, reserved now, so that under RLIMIT_MEMLOCK pressure an
+     * operation waits for shared scratch instead of failing at random (docs/locked-memory.md). The
+     * largest workspace beside the unsealed parameters: RSA decryption's 5 * |n| + 528 bytes (rsa.c:
+     * 3 * |n| plus dec_scratch), Ed25519's 64-byte libsodium key (signature.c), none elsewhere. For
+     * every type 6 * EVP_PKEY_get_size + 1 KiB covers it; provider.memlock fails if it stops doing so.
+     */
+    if (mg_enclave_reserve(sa.sealed, 6 * (size_t)(EVP_PKEY_get_size(full) > 0 ? EVP_PKEY_get_size(full) : 0) + 1024) !=
+        MG_OK) {
+        MGP_ERR(k->prov, MGP_R_LOCKED_MEMORY,
+                "cannot reserve the locked memory this %s key's operations need (RLIMIT_MEMLOCK too small): %s",
+                k->type, mg_last_error_message());
+        goto out;
+    }
     mg_enclave_free(k->priv);
     EVP_PKEY_free(k->pub);
     k->priv = sa.sealed;

@@ -17,6 +17,7 @@
  * operation on a reserved secret never fails for lack of locked memory: it
  * waits its turn instead. The reserve is a registry buffer like the areas.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -116,7 +117,8 @@ static struct mg_scratch *thread_area(void)
         return mine;
     if (test_no_own)
         return NULL;
-    if (area_failed && atomic_load(&n_free) == 0 && atomic_load(&mg_stat_locked_bytes) + SCRATCH_CAP > area_failed_locked)
+    if (area_failed && atomic_load(&n_free) == 0 &&
+        atomic_load(&mg_stat_locked_bytes) + SCRATCH_CAP > area_failed_locked)
         return NULL;
     pthread_once(&key_once, make_key);
     if (!key_ok)
@@ -188,6 +190,22 @@ static void give_reserve(void)
     pthread_mutex_unlock(&reserve_lock);
 }
 
+/*
+ * The temporary buffer failed and the reserve (if any) is smaller than len: say that instead of the
+ * allocation's message, for a request larger than what was reserved is a bug of the reserving code.
+ */
+static void note_too_large(size_t len)
+{
+    pthread_mutex_lock(&reserve_lock);
+    size_t cap = reserve != NULL ? reserve->cap : 0;
+    pthread_mutex_unlock(&reserve_lock);
+    if (cap == 0)
+        return; /* nothing was reserved: the allocation's own message stands */
+    mg_fail(mg_last_error(), 0,
+            "a request of %zu bytes exceeds the %zu-byte shared reserve (mg_enclave_reserve reserved less than its "
+            "caller uses), and RLIMIT_MEMLOCK leaves no other locked memory", len, cap);
+}
+
 /* Not this thread's area: the reserve if it is free now, a temporary buffer, or the reserve after a wait. */
 static unsigned char *acquire_slow(size_t len, mg_scratch **token)
 {
@@ -208,7 +226,8 @@ static unsigned char *acquire_slow(size_t len, mg_scratch **token)
         else if (test_no_own)
             mg_fail(MG_EMLOCK, 0, "no locked scratch for %zu bytes (test hook: none of its own) and no reserve that "
                     "large", len);
-        /* else: the temporary buffer's error stands (no reserve, or one too small for len) */
+        else
+            note_too_large(len);
         return NULL;
     }
     *token = t;

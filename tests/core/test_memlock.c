@@ -421,7 +421,8 @@ static void test_the_error_names_the_limit_and_what_is_needed(void)
 #endif
 
 static CU_TestInfo memlock_tests[] = {
-    {"a thread waits for the reserve; nesting is an error", test_a_thread_waits_for_the_reserve_and_nesting_is_an_error},
+    {"a thread waits for the reserve; nesting is an error",
+     test_a_thread_waits_for_the_reserve_and_nesting_is_an_error},
     {"without a reservation the same thread fails", test_without_a_reservation_the_same_thread_fails},
     {"the reserve grows to the largest request", test_the_reserve_grows_to_the_largest_request},
 #if !MGT_SANITIZED
