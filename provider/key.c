@@ -139,6 +139,27 @@ static mg_enclave *seal_params(const OSSL_PARAM *params)
  * clears only BIGNUMs it built in secure memory; octet strings (Ed/X private
  * keys) would stay in the freed heap block - measured with mg-keyscan (Ed448).
  */
+/*
+ * Why the last mgp_key_set_from_pkey of this thread failed, for the refusal that follows: the
+ * loaders pop the error queue when they return a (refused) key, so the text must travel with it.
+ */
+static _Thread_local char last_failure[512];
+
+const char *mgp_key_last_failure(void)
+{
+    return last_failure[0] != '\0' ? last_failure : "see the errors before this one";
+}
+
+static void seal_failed(const mgp_key *k, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seal_failed(const mgp_key *k, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_failure, sizeof last_failure, fmt, ap);
+    va_end(ap);
+    MGP_ERR(k->prov, reason, "%s", last_failure);
+}
+
 /* One line per process, at its first sealed key: where the keys live and whether it is dumpable. */
 static void say_backend_once(const mgp_ctx *prov)
 {
@@ -165,7 +186,7 @@ static int seal_export(const OSSL_PARAM params[], void *arg)
     mg_enclave **sealed = &a->sealed;
     if (!mgp_validate_private(a->k->prov, a->k->type, params, why, sizeof why)) {
         a->invalid = 1;
-        MGP_ERR(a->k->prov, MGP_R_INVALID_KEY, "invalid %s private key: %s", a->k->type, why);
+        seal_failed(a->k, MGP_R_INVALID_KEY, "invalid %s private key: %s", a->k->type, why);
     } else {
         *sealed = seal_params(params);
     }
@@ -182,20 +203,26 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
     EVP_PKEY_CTX *pctx = NULL;
     struct seal_args sa = {k, NULL, 0};
     int ok = 0;
+    last_failure[0] = '\0';
+    if (k->prov->config_error[0] != '\0') {
+        seal_failed(k, MGP_R_KEY_REFUSED, "memguard is misconfigured (%s): no key is sealed until that is fixed",
+                    k->prov->config_error);
+        return 0;
+    }
     if (EVP_PKEY_todata(full, EVP_PKEY_PUBLIC_KEY, &pub) != 1) {
-        MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot read the key's parameters");
+        seal_failed(k, MGP_R_OPERATION_FAILED, "cannot read the key's parameters");
         goto out;
     }
     pctx = EVP_PKEY_CTX_new_from_name(k->prov->libctx, k->type, "provider=default");
     if (pctx == NULL || EVP_PKEY_fromdata_init(pctx) != 1 ||
         EVP_PKEY_fromdata(pctx, &pubkey, EVP_PKEY_PUBLIC_KEY, pub) != 1) {
-        MGP_ERR(k->prov, MGP_R_OPERATION_FAILED, "cannot build the public key");
+        seal_failed(k, MGP_R_OPERATION_FAILED, "cannot build the public key");
         goto out;
     }
     if (EVP_PKEY_export(full, EVP_PKEY_KEYPAIR, seal_export, &sa) != 1 || sa.sealed == NULL) {
         if (!sa.invalid)
-            MGP_ERR(k->prov, mg_last_error() == MG_EMLOCK ? MGP_R_LOCKED_MEMORY : MGP_R_SEAL_FAILED, "%s",
-                    sa.sealed == NULL ? mg_last_error_message() : "export failed");
+            seal_failed(k, mg_last_error() == MG_EMLOCK ? MGP_R_LOCKED_MEMORY : MGP_R_SEAL_FAILED, "%s",
+                        sa.sealed == NULL ? mg_last_error_message() : "export failed");
         goto out;
     }
     /*
@@ -207,9 +234,9 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
      */
     if (mg_enclave_reserve(sa.sealed, 6 * (size_t)(EVP_PKEY_get_size(full) > 0 ? EVP_PKEY_get_size(full) : 0) + 1024) !=
         MG_OK) {
-        MGP_ERR(k->prov, MGP_R_LOCKED_MEMORY,
-                "cannot reserve the locked memory this %s key's operations need (RLIMIT_MEMLOCK too small): %s",
-                k->type, mg_last_error_message());
+        seal_failed(k, MGP_R_LOCKED_MEMORY,
+                    "cannot reserve the locked memory this %s key's operations need (RLIMIT_MEMLOCK too small): %s",
+                    k->type, mg_last_error_message());
         goto out;
     }
     mg_enclave_free(k->priv);

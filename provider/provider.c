@@ -414,8 +414,26 @@ void mgp_nondumpable_assert(const mgp_ctx *prov)
         set_nondumpable();
 }
 
+/*
+ * A configuration error must not make the provider fail to load: OpenSSL 3.0 then skips it
+ * without a word (even with config_diagnostics = 1, measured on 3.0.19) and every key is read by
+ * the default provider, unprotected. Instead the provider loads and refuses every private key,
+ * naming the error (key.c). Always returns 0.
+ */
+static int config_error(mgp_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int config_error(mgp_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->config_error, sizeof ctx->config_error, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "memguard-provider: configuration error: %s; every private key is refused until it is fixed\n",
+            ctx->config_error);
+    return 0;
+}
+
 /* A 0/1 switch from the configuration; -1 (and a message) for anything else. */
-static int flag(const char *name, const char *value, int dflt)
+static int flag(mgp_ctx *ctx, const char *name, const char *value, int dflt)
 {
     if (value == NULL)
         return dflt;
@@ -423,7 +441,7 @@ static int flag(const char *name, const char *value, int dflt)
         return 0;
     if (strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
         return 1;
-    fprintf(stderr, "memguard-provider: %s = %s: use 1 or 0\n", name, value);
+    config_error(ctx, "%s = %s: use 1 or 0", name, value);
     return -1;
 }
 
@@ -450,8 +468,7 @@ static int configure(mgp_ctx *ctx)
         char *end;
         unsigned long ms = strtoul(rekey, &end, 10);
         if (*end != '\0' || ms > 3600000ul || mg_set_rekey_interval((unsigned)ms) != MG_OK) {
-            fprintf(stderr, "memguard-provider: memguard-rekey-interval-ms = %s: not a number of ms\n", rekey);
-            return 0;
+            return config_error(ctx, "memguard-rekey-interval-ms = %s: not a number of ms", rekey);
         }
     }
     /* The strongest backend the kernel offers unless told otherwise: memfd_secret pages are out of
@@ -466,24 +483,23 @@ static int configure(mgp_ctx *ctx)
     } else if (strcmp(backend, "anonymous") == 0) {
         (void)mg_set_backend(MG_BACKEND_ANON);
     } else {
-        fprintf(stderr, "memguard-provider: memguard-backend = %s: use auto, secretmem or anonymous\n", backend);
-        return 0;
+        return config_error(ctx, "memguard-backend = %s: use auto, secretmem or anonymous", backend);
     }
     if (unsealed == NULL || strcmp(unsealed, "refuse") == 0) {
         ctx->allow_unsealed = 0;
     } else if (strcmp(unsealed, "allow") == 0) {
         ctx->allow_unsealed = 1;
     } else {
-        fprintf(stderr, "memguard-provider: memguard-unsealed-keys = %s: use refuse or allow\n", unsealed);
+        return config_error(ctx, "memguard-unsealed-keys = %s: use refuse or allow", unsealed);
+    }
+    if ((ctx->dumpable = flag(ctx, "memguard-dumpable", dumpable, 0)) < 0) {
+        ctx->dumpable = 0;
         return 0;
     }
-    if ((ctx->dumpable = flag("memguard-dumpable", dumpable, 0)) < 0)
-        return 0;
     if (!mgp_secure_heap_setup(ctx, secure_heap))
-        return 0;
+        return config_error(ctx, "memguard-secure-heap = %s: see the message above", secure_heap ? secure_heap : "");
     if (scrub != NULL && strcmp(scrub, "0") != 0 && strcmp(scrub, "1") != 0) {
-        fprintf(stderr, "memguard-provider: memguard-scrub-freed-heap = %s: use 1 or 0\n", scrub);
-        return 0;
+        return config_error(ctx, "memguard-scrub-freed-heap = %s: use 1 or 0", scrub);
     }
     const char *scrubbing = scrub_freed_heap(scrub);
     if (!ctx->dumpable)
@@ -509,21 +525,22 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         default: break;
         }
     }
-    if (mg_init() != MG_OK) {
-        fprintf(stderr, "memguard-provider: %s\n", mg_last_error_message());
-        return 0;
-    }
+    int mg_ok = mg_init() == MG_OK;
     snprintf(buildinfo, sizeof buildinfo, "memguard %s, libsodium %s, %s", MG_VERSION_STRING,
              sodium_version_string(), OPENSSL_VERSION_TEXT);
     mgp_ctx *ctx = OPENSSL_zalloc(sizeof *ctx);
     if (ctx == NULL)
         return 0;
     ctx->handle = handle;
+    if (!mg_ok)
+        (void)config_error(ctx, "memguard cannot initialise: %s", mg_last_error_message());
     /* A private context with only the default provider: our own algorithms never recurse into us. */
     ctx->libctx = OSSL_LIB_CTX_new();
     ctx->deflt = ctx->libctx != NULL ? OSSL_PROVIDER_load(ctx->libctx, "default") : NULL;
     ctx->core_libctx = OSSL_LIB_CTX_new_from_dispatch(handle, core);
-    if (ctx->deflt == NULL || ctx->core_libctx == NULL || !configure(ctx)) {
+    if (mg_ok)
+        (void)configure(ctx); /* an error is recorded in ctx->config_error: keys are refused, see config_error() */
+    if (ctx->deflt == NULL || ctx->core_libctx == NULL) {
         OSSL_PROVIDER_unload(ctx->deflt); /* nothing has run in it yet */
         OSSL_LIB_CTX_free(ctx->libctx);
         OSSL_LIB_CTX_free(ctx->core_libctx);

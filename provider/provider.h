@@ -48,6 +48,9 @@ typedef struct mgp_ctx {
     int allow_unsealed;
     /* memguard-dumpable = 1: leave the process dumpable (core files, same-user ptrace). Default 0. */
     int dumpable;
+    /* Non-empty: the configuration (or memguard's initialisation) failed; every private key is
+     * refused with this text instead of the provider failing to load (provider.c config_error). */
+    char config_error[256];
 } mgp_ctx;
 
 /* ---- errors (provider.c) ---- */
@@ -95,6 +98,8 @@ mgp_key *mgp_key_new(mgp_ctx *prov, const char *type);
 mgp_key *mgp_key_refuse(mgp_key *k, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* 1 if k can do private-key operations; else 0 with the error raised (its refusal, or "not private"). */
 int mgp_key_usable(const mgp_ctx *prov, const mgp_key *k);
+/* Why this thread's last mgp_key_set_from_pkey failed (validation, locked memory, configuration). */
+const char *mgp_key_last_failure(void);
 mgp_key *mgp_key_up(mgp_key *k);
 void mgp_key_free(mgp_key *k);
 /*
