@@ -37,7 +37,7 @@ static mg_enclave *alloc_enclave(size_t size)
 /*
  * The process key, derived into this thread's scratch area for one operation.
  * Lock order: the key is always derived before any buffer lock is taken (fork
- * takes coffer -> scratch pool -> registry -> buffers; see fork.c).
+ * takes coffer -> scratch pool -> scratch reserve -> registry -> buffers; see fork.c).
  */
 struct keyed {
     mg_scratch *tok;
