@@ -81,7 +81,8 @@ static int peer_matches(const ex_ctx *c, const mgp_key *key, const mgp_key *peer
         return 0;
     }
     if (strcmp(key->type, "EC") == 0 && EVP_PKEY_parameters_eq(key->pub, peer->pub) != 1) {
-        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "mismatching domain parameters: the peer's key is not on this key's curve");
+        MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT,
+                "mismatching domain parameters: the peer's key is not on this key's curve");
         return 0;
     }
     return 1;

@@ -175,7 +175,8 @@ static void compare_peer(const struct sealed *s, const char *what, const char *p
                 const struct outcome *o = mine[m];
                 bool same_stage = o->st == ref.st ||
                                   (m == 1 && how != 0 && ref.st == ST_SET_PEER && o->st == ST_DERIVE);
-                CHECK(same_stage && (o->st != ST_OK || (o->len == ref.len && memcmp(o->secret, ref.secret, ref.len) == 0)),
+                bool same_secret = o->st != ST_OK || (o->len == ref.len && memcmp(o->secret, ref.secret, ref.len) == 0);
+                CHECK(same_stage && same_secret,
                       "%s %s (%s, %s, peer held by %s): memguard %s, the default provider %s%s", s->curve, what,
                       path_name[path], how_name[how], m == 0 ? "default" : "memguard", stage_name[o->st],
                       stage_name[ref.st], o->st == ST_OK && ref.st == ST_OK ? " (secrets differ)" : "");
@@ -752,8 +753,8 @@ static void test_peer_of_another_type(void)
     EVP_PKEY *ec = EVP_PKEY_Q_keygen(plain, NULL, "EC", "P-256");
     unsigned char enc[65];
     size_t enclen = 0;
-    CU_ASSERT_FATAL(ec != NULL &&
-                    EVP_PKEY_get_octet_string_param(ec, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, enc, sizeof enc, &enclen) == 1);
+    CU_ASSERT_FATAL(ec != NULL && EVP_PKEY_get_octet_string_param(ec, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, enc,
+                                                                  sizeof enc, &enclen) == 1);
     compare_named(&x, "a P-256 key as the peer", "P-256", enc, enclen, ST_SET_PEER);
     EVP_PKEY_free(ec);
     EVP_PKEY_free(x.k);
