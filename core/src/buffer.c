@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "internal.h"
 #include "memcall.h"
@@ -56,17 +55,11 @@ static size_t kib_up(size_t n)
     return n / 1024 + (n % 1024 != 0);
 }
 
-/*
- * The hard RLIMIT_MEMLOCK, for the message only. (memcall.c's mg_os_memlock_limit gives the soft
- * value alone; this belongs beside it.) false if unlimited or unknown.
- */
+/* The hard RLIMIT_MEMLOCK, for the message only. false if unlimited or unknown. */
 static bool memlock_hard(size_t *hard)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
-        return false;
-    *hard = (size_t)rl.rlim_max;
-    return true;
+    size_t soft;
+    return mg_os_memlock_limits(&soft, hard) == 0 && *hard != (size_t)-1;
 }
 
 /*

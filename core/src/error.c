@@ -5,7 +5,7 @@
 #include "internal.h"
 
 static _Thread_local int last_code;
-static _Thread_local char last_message[320];
+static _Thread_local char last_message[512]; /* the RLIMIT_MEMLOCK text plus a caller's context */
 
 const char *mg_strerror(int code)
 {

@@ -5,7 +5,8 @@
  * child re-locks its memory (mlock is not inherited), gets private copies of
  * memfd_secret pages (which fork would otherwise share), new coffer parts of
  * its own, and a fresh re-key thread on first use. Lock order, everywhere:
- * coffer timer -> coffer writer -> scratch pool -> registry -> buffers.
+ * coffer timer -> coffer writer -> scratch pool -> scratch reserve -> registry
+ * -> buffers.
  */
 #include <string.h>
 

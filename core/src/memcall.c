@@ -222,10 +222,17 @@ int mg_os_set_nondumpable(void)
 
 int mg_os_memlock_limit(size_t *soft)
 {
+    return mg_os_memlock_limits(soft, NULL);
+}
+
+int mg_os_memlock_limits(size_t *soft, size_t *hard)
+{
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
         return -errno;
     *soft = rl.rlim_cur == RLIM_INFINITY ? (size_t)-1 : (size_t)rl.rlim_cur;
+    if (hard != NULL)
+        *hard = rl.rlim_max == RLIM_INFINITY ? (size_t)-1 : (size_t)rl.rlim_max;
     return 0;
 }
 

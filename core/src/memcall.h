@@ -57,6 +57,8 @@ int mg_os_disable_core_dumps(void);
 int mg_os_set_nondumpable(void);
 /* Current soft RLIMIT_MEMLOCK in bytes (SIZE_MAX if unlimited). */
 int mg_os_memlock_limit(size_t *soft);
+/* Both RLIMIT_MEMLOCK values; (size_t)-1 for unlimited. 0, or -errno. */
+int mg_os_memlock_limits(size_t *soft, size_t *hard);
 
 /* Write a message to stderr with write(2): async-signal-safe. */
 void mg_os_write_stderr(const char *msg);
