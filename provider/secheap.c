@@ -21,13 +21,13 @@
  *
  * When the arena cannot be locked (RLIMIT_MEMLOCK; CRYPTO_secure_malloc_init returns 2), the arena
  * is kept and this is said loudly, once at load and in every child whose re-lock fails. Refusing
- * instead would not fail closed: a provider whose configure() fails is simply not loaded, OpenSSL
- * ignores that by default, and the default provider then holds the keys in the clear (measured:
- * `openssl pkey` prints the key). An unlocked arena still keeps the values out of core files
- * (MADV_DONTDUMP), between guard pages and cleared on free, which is strictly better than the
- * ordinary heap they would otherwise be in.
+ * instead (a configuration error: every private key refused) would turn every RLIMIT_MEMLOCK between
+ * what the keys need (about 20 KiB, docs/locked-memory.md) and the arena's size into an outage,
+ * while the keys keep their own fail-closed locking either way. An unlocked arena still keeps the
+ * values out of core files (MADV_DONTDUMP), between guard pages and cleared on free, which is
+ * strictly better than the ordinary heap they would otherwise be in. Only a bad value of the
+ * setting is a configuration error.
  */
-
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -239,10 +239,7 @@ int mgp_secure_heap_setup(mgp_ctx *prov, const char *setting)
         mgp_debug(prov, "secure heap: left alone (memguard-secure-heap = 0)");
         return 1;
     }
-    /*
-     * From here on nothing fails configure(): a provider that does not load is skipped by OpenSSL's
-     * default configuration handling, and the keys would go to the default provider unsealed.
-     */
+    /* From here on nothing is a configuration error: see the top of the file. */
     if (pthread_mutex_lock(&setup_lock) != 0) {
         fprintf(stderr, "memguard-provider: WARNING: secure heap not set up (lock failed)\n");
         return 1;
