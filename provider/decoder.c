@@ -167,7 +167,7 @@ int mgp_hand_over(mgp_ctx *prov, const char *type, EVP_PKEY *full, OSSL_CALLBACK
     }
     if (!mgp_key_set_from_pkey(k, full))
         mgp_key_refuse(k, mg_last_error() == MG_EMLOCK ? MGP_R_LOCKED_MEMORY : MGP_R_KEY_REFUSED,
-                       "it could not be sealed (%s)", mg_last_error_message());
+                       "it could not be sealed: %s", mgp_key_last_failure());
     EVP_PKEY_free(full);
     return mgp_hand_key(prov, k, data_cb, data_cbarg);
 }

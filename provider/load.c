@@ -90,9 +90,8 @@ static mgp_key *refuse_after_seal(mgp_key *k, int mg_err)
                               lim, mg_last_error_message());
     }
     if (reason == MGP_R_INVALID_KEY)
-        return mgp_key_refuse(k, MGP_R_INVALID_KEY, "the key failed validation (see the error before this one)");
-    return mgp_key_refuse(k, MGP_R_KEY_REFUSED, "it could not be sealed (%s)",
-                          mg_last_error() != MG_OK ? mg_last_error_message() : "see the errors before this one");
+        return mgp_key_refuse(k, MGP_R_INVALID_KEY, "%s", mgp_key_last_failure());
+    return mgp_key_refuse(k, MGP_R_KEY_REFUSED, "it could not be sealed: %s", mgp_key_last_failure());
 }
 
 mgp_key *mgp_load_der(mgp_ctx *prov, const mgp_der_class *cls, bool ts, const unsigned char *der, size_t len)

@@ -58,13 +58,24 @@ n=$(MEMGUARD_BACKEND=anonymous OPENSSL_CONF=auto.cnf openssl pkey -in key.pem -p
 n=$(env -u MEMGUARD_BACKEND OPENSSL_CONF=auto.cnf openssl pkeyutl -sign -inkey key.pem -in key.pem -rawin \
     -digest sha256 -out /dev/null 2>&1 | grep -c "private keys sealed")
 [ "$n" = 1 ] && ok "one line per process" || bad "one line per process ($n)"
-# A bad value is a configuration error: memguard does not load, and says why.
+# A bad value is a configuration error. The provider still loads (OpenSSL would skip a provider
+# that fails to load, silently, and the default provider would read the key unprotected), says
+# why, and refuses every private key until the configuration is fixed.
 out=$(OPENSSL_CONF=bogus.cnf openssl list -providers 2>&1)
-if grep -q "memguard-backend = tmpfs" <<< "$out" && ! grep -q "memguard enclave key provider" <<< "$out"; then
-  ok "memguard-backend = tmpfs: refused, provider not loaded"
+if grep -q "configuration error: memguard-backend = tmpfs" <<< "$out" && grep -q "memguard enclave key provider" <<< "$out"; then
+  ok "memguard-backend = tmpfs: said, provider still loaded"
 else
   bad "memguard-backend = tmpfs: $out"
 fi
+OPENSSL_CONF=bogus.cnf openssl pkey -in key.pem > bogus.out 2> bogus.err
+rc=$?
+if [ $rc -ne 0 ] && ! grep -q "PRIVATE KEY" bogus.out && grep -q "misconfigured (memguard-backend = tmpfs" bogus.err; then
+  ok "memguard-backend = tmpfs: the key is refused, not printed, and the error names the setting"
+else
+  bad "memguard-backend = tmpfs: pkey rc=$rc, $(cat bogus.out bogus.err | head -5)"
+fi
+OPENSSL_CONF=bogus.cnf openssl pkeyutl -sign -inkey key.pem -in key.pem -rawin -digest sha256 -out sig.bin 2>/dev/null
+[ $? -ne 0 ] && [ ! -s sig.bin ] && ok "memguard-backend = tmpfs: no signature with the key" || bad "memguard-backend = tmpfs: signed"
 
 echo "backend.sh: $pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
