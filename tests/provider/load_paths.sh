@@ -87,5 +87,21 @@ for kib in 16 32 64; do
   fi
 done
 
+# memguard's own PEM decoder takes keys after a preamble of any length (OpenSSL's would otherwise
+# decode the PEM into its buffers and only the DER reach us): its trace says it decoded and sealed.
+sed 's/^activate = 1$/activate = 1/' mg.cnf > dbg.cnf && echo "memguard-debug = 1" >> dbg.cnf
+for lines in 10 20000; do
+  for t in rsa ec; do
+    (seq 1 $lines | sed 's/^/preamble line /'; cat $t.p8) > $t.pre$lines
+    OPENSSL_CONF=$work/dbg.cnf MEMGUARD_BACKEND=anonymous openssl pkey -in $t.pre$lines -pubout > pre.out 2> pre.err
+    if grep -q 'decoded a "PRIVATE KEY" PEM block in guarded memory' pre.err && grep -q "handed a sealed " pre.err &&
+       grep -q "BEGIN PUBLIC KEY" pre.out; then
+      ok "$t key after a $lines-line preamble: decoded by memguard's PEM decoder and sealed"
+    else
+      bad "$t key after a $lines-line preamble: $(head -3 pre.err)"
+    fi
+  done
+done
+
 echo "load_paths: $pass passed, $fail failed"
 [ "$fail" = 0 ] && [ "$pass" -gt 0 ]
