@@ -23,17 +23,8 @@
 /* Provider parameter (OSSL_PROVIDER_get_params): which of memguard's own code paths run (simd.h). */
 #define MGP_PARAM_SIMD "memguard-simd"
 
-/*
- * Structure names our PEM decoder gives the DER it decodes, so that only our
- * DER decoders take it: OpenSSL's decoder loop skips decoders declared for
- * another structure, and the default provider's would copy the key's DER into
- * heap buffers freed without clearing (decoder_pem.c).
- */
 /* Stack below a decoder's frame cleared after a key passed through (mg_scrub). */
 #define MGP_SCRUB_STACK (32 * 1024)
-
-#define MGP_STRUCT_PKI "memguard-PrivateKeyInfo"
-#define MGP_STRUCT_TS "memguard-type-specific"
 
 typedef struct mgp_ctx {
     const OSSL_CORE_HANDLE *handle;
@@ -164,8 +155,9 @@ const char *mgp_der_pkcs8_type(const unsigned char *der, size_t len);
 
 /*
  * Seal full (consumed) into a memguard key and hand it to OpenSSL's decoder
- * loop through data_cb as an object reference (decoder.c). 1 without calling
- * data_cb if it cannot be sealed ("not mine").
+ * loop through data_cb as an object reference (decoder.c). A key that cannot be
+ * sealed is handed over refused (fail closed: never "not mine", which would send
+ * OpenSSL to its legacy decoders).
  */
 int mgp_hand_over(mgp_ctx *prov, const char *type, EVP_PKEY *full, OSSL_CALLBACK *data_cb, void *data_cbarg);
 
