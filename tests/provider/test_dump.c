@@ -388,7 +388,7 @@ static void test_core_files(void)
     if (!ready)
         return;
     char dir[200], core[300];
-    int st;
+    int st = 0;
     /* Default: non-dumpable, so no core even with RLIMIT_CORE unlimited. */
     fflush(stdout);
     pid_t pid = fork();
