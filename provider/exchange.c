@@ -67,11 +67,15 @@ static int ex_set_params(void *vctx, const OSSL_PARAM params[])
  * through one of our points), and the default refuses such a peer with "mismatching domain
  * parameters". An explicit-parameter copy of our own curve compares equal, as in the default.
  * X25519/X448: the key types must be the same (the default compares key lengths); small-order
- * points are refused at derive, as the default refuses them there. Returns 1, or 0 with the error
- * raised.
+ * points are refused at derive, as the default refuses them there. A peer memguard refused at load
+ * is refused here, as every other use of it is. Returns 1, or 0 with the error raised.
  */
 static int peer_matches(const ex_ctx *c, const mgp_key *key, const mgp_key *peer)
 {
+    if (peer != NULL && peer->refusal != NULL) { /* every use of a refused key fails, this one too */
+        MGP_ERR(c->prov, peer->refusal_reason, "the peer's %s key was refused at load: %s", peer->type, peer->refusal);
+        return 0;
+    }
     if (peer == NULL || peer->pub == NULL) {
         MGP_ERR(c->prov, MGP_R_BAD_ARGUMENT, "the peer has no public key");
         return 0;

@@ -761,6 +761,67 @@ static void test_peer_of_another_type(void)
     EVP_PKEY_free(x.full);
 }
 
+/*
+ * A key memguard refused at load (here: an ECPrivateKey whose public point is not its scalar times G)
+ * stays a memguard key whose every use fails: being set as a peer is such a use.
+ */
+static void test_refused_key_is_no_peer(void)
+{
+    EVP_PKEY *a = EVP_PKEY_Q_keygen(plain, NULL, "EC", "P-256"), *b = EVP_PKEY_Q_keygen(plain, NULL, "EC", "P-256");
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    /* a's scalar with b's public point, as PKCS#8 through the plain side's encoder. */
+    BIGNUM *d = NULL;
+    unsigned char q[65];
+    size_t qlen = 0;
+    CU_ASSERT_FATAL(EVP_PKEY_get_bn_param(a, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 &&
+                    EVP_PKEY_get_octet_string_param(b, OSSL_PKEY_PARAM_PUB_KEY, q, sizeof q, &qlen) == 1);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *prm = NULL;
+    if (bld != NULL && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) == 1 &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) == 1 &&
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, q, qlen) == 1)
+        prm = OSSL_PARAM_BLD_to_param(bld);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(d);
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(plain, "EC", NULL);
+    EVP_PKEY *mixed = NULL;
+    CU_ASSERT_FATAL(prm != NULL && pc != NULL && EVP_PKEY_fromdata_init(pc) == 1 &&
+                    EVP_PKEY_fromdata(pc, &mixed, EVP_PKEY_KEYPAIR, prm) == 1);
+    OSSL_PARAM_free(prm);
+    EVP_PKEY_CTX_free(pc);
+    BIO *bio = BIO_new(BIO_s_mem());
+    EVP_PKEY *refused = NULL;
+    if (bio != NULL && PEM_write_bio_PrivateKey(bio, mixed, NULL, NULL, 0, NULL, NULL) == 1)
+        refused = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    ERR_clear_error();
+    CU_ASSERT_FATAL(refused != NULL);
+    CHECK(strcmp(provider_of(refused), "memguard") == 0, "the refused key is %s's", provider_of(refused));
+    struct sealed s = {"EC", "P-256", NULL, NULL};
+    s.k = sealed_key("EC", "P-256", &s.full);
+    CU_ASSERT_FATAL(s.k != NULL && strcmp(provider_of(s.k), "memguard") == 0);
+    for (int how = 0; how < 3; how++) {
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, s.k, NULL);
+        CU_ASSERT_FATAL(c != NULL && EVP_PKEY_derive_init(c) == 1);
+        int r = how == 2 ? EVP_PKEY_derive_set_peer(c, refused) : EVP_PKEY_derive_set_peer_ex(c, refused, how);
+        /* The error says why: the refusal, not some later symptom of it. */
+        const char *data = NULL;
+        int flags = 0;
+        unsigned long e = ERR_peek_last_error_data(&data, &flags);
+        bool says = e != 0 && data != NULL && (flags & ERR_TXT_STRING) && strstr(data, "refused at load") != NULL;
+        CHECK(r != 1 && says, "a refused key as the peer (%s): set_peer %s; error: %s", how_name[how],
+              r == 1 ? "accepted it" : "refused it", data != NULL ? data : "(none)");
+        ERR_clear_error();
+        EVP_PKEY_CTX_free(c);
+    }
+    EVP_PKEY_free(s.k);
+    EVP_PKEY_free(s.full);
+    EVP_PKEY_free(refused);
+    EVP_PKEY_free(mixed);
+    EVP_PKEY_free(a);
+    EVP_PKEY_free(b);
+}
+
 /* The last test prints how many peers were compared, so that a run that compared none is visible. */
 static void test_peers_were_compared(void)
 {
@@ -772,6 +833,7 @@ static CU_TestInfo peer_tests[] = {
     {"EC peers on every sealed curve: same secret when the default accepts, refused when it refuses", test_ec_peers},
     {"X25519/X448 peers: small-order, non-canonical and wrong-length keys as the default provider", test_ecx_peers},
     {"a peer of another key type is refused when it is set", test_peer_of_another_type},
+    {"a key memguard refused at load is refused as a peer", test_refused_key_is_no_peer},
     {"the peers above were compared", test_peers_were_compared},
     CU_TEST_INFO_NULL,
 };
