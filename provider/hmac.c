@@ -245,6 +245,18 @@ mgp_hmac *mgp_hmac_new(void)
     return h;
 }
 
+mgp_hmac *mgp_hmac_in(void *mem)
+{
+    if (mem == NULL || ((uintptr_t)mem & 63) != 0)
+        return NULL;
+    mgp_hmac *h = OPENSSL_zalloc(sizeof *h); /* the handle: no secret in it */
+    if (h == NULL)
+        return NULL;
+    h->st = mem;
+    mg_wipe(h->st, sizeof *h->st);
+    return h;
+}
+
 mgp_hmac *mgp_hmac_dup(const mgp_hmac *src)
 {
     mgp_hmac *h = mgp_hmac_new();
@@ -260,13 +272,16 @@ void mgp_hmac_free(mgp_hmac *h)
 {
     if (h == NULL)
         return;
-    slot_give(h->slab, h->st);
+    if (h->slab != NULL)
+        slot_give(h->slab, h->st);
+    else
+        mg_wipe(h->st, sizeof *h->st); /* the caller's memory (mgp_hmac_in) */
     OPENSSL_free(h);
 }
 
 bool mgp_hmac_alive(const mgp_hmac *h)
 {
-    return h != NULL && mg_buffer_is_alive(h->slab->buf);
+    return h != NULL && (h->slab == NULL || mg_buffer_is_alive(h->slab->buf));
 }
 
 void mgp_hmac_set_key(mgp_hmac *h, const mgp_hmac_md *md, const unsigned char *key, size_t len)

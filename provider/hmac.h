@@ -30,6 +30,12 @@ size_t mgp_hmac_md_block(const mgp_hmac_md *md);
  */
 typedef struct mgp_hmac mgp_hmac;
 mgp_hmac *mgp_hmac_new(void);
+/*
+ * A state in guarded memory the caller already holds (MGP_SLOT_SIZE bytes, 64-byte aligned),
+ * such as an operation's workspace, which the key's locked-memory reservation covers: no slab,
+ * so nothing to lock at the moment of use (docs/locked-memory.md). mgp_hmac_free wipes it.
+ */
+mgp_hmac *mgp_hmac_in(void *mem);
 mgp_hmac *mgp_hmac_dup(const mgp_hmac *src); /* a new slot, same state */
 void mgp_hmac_free(mgp_hmac *h);             /* wipes the slot */
 /* false once mg_purge() has wiped guarded memory: the state is gone. */

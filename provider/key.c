@@ -228,11 +228,12 @@ int mgp_key_set_from_pkey(mgp_key *k, EVP_PKEY *full)
     /*
      * Locked memory for this key's operations, reserved now, so that under RLIMIT_MEMLOCK pressure an
      * operation waits for shared scratch instead of failing at random (docs/locked-memory.md). The
-     * largest workspace beside the unsealed parameters: RSA decryption's 5 * |n| + 528 bytes (rsa.c:
-     * 3 * |n| plus dec_scratch), Ed25519's 64-byte libsodium key (signature.c), none elsewhere. For
-     * every type 6 * EVP_PKEY_get_size + 1 KiB covers it; provider.memlock fails if it stops doing so.
+     * largest workspace beside the unsealed parameters: RSA decryption's 5 * |n| + ~1.6 KiB (rsa.c:
+     * 3 * |n| plus dec_scratch, with implicit rejection's HMAC state), Ed25519's 64-byte libsodium
+     * key (signature.c), none elsewhere. For every type 6 * EVP_PKEY_get_size + 2 KiB covers it;
+     * provider.memlock fails if it stops doing so.
      */
-    if (mg_enclave_reserve(sa.sealed, 6 * (size_t)(EVP_PKEY_get_size(full) > 0 ? EVP_PKEY_get_size(full) : 0) + 1024) !=
+    if (mg_enclave_reserve(sa.sealed, 6 * (size_t)(EVP_PKEY_get_size(full) > 0 ? EVP_PKEY_get_size(full) : 0) + 2048) !=
         MG_OK) {
         seal_failed(k, MGP_R_LOCKED_MEMORY,
                     "cannot reserve the locked memory this %s key's operations need (RLIMIT_MEMLOCK too small): %s",

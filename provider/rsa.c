@@ -380,6 +380,9 @@ static int blinded_private(mgp_key *k, struct mgp_rsa_cache *c, const unsigned c
         goto out;
     struct priv_op o = {c, x, b->Ai, bn, finish, arg};
     rc = mgp_key_with_params(k, 3 * c->bytes + scratch, private_op, &o);
+    /* OpenSSL's exponentiation (RSAZ) copies dP and dQ into its stack frames and leaves them there
+     * (provider.inop found them between operations): clear the stack below us and the registers. */
+    mg_scrub(MGP_SCRUB_STACK);
     if (rc == 1) {
         blind_give_back(c, b, bn);
         b = NULL;
@@ -562,7 +565,12 @@ struct dec {
 };
 
 /* Guarded scratch the finish step needs beyond the padded plaintext (its layouts below). */
-static size_t dec_scratch(size_t k) { return 2 * k + 2 * LEN_TRIES + 3 * SHA256_DIGEST_LENGTH + sizeof(SHA256_CTX) + 64; }
+/* The HMAC state of implicit rejection lives here too (mgp_hmac_in), 64-byte aligned after the SHA-256
+ * state: in the reserved workspace, so that decryption needs no new locked memory (provider.memlock). */
+static size_t dec_scratch(size_t k)
+{
+    return 2 * k + 2 * LEN_TRIES + 3 * SHA256_DIGEST_LENGTH + sizeof(SHA256_CTX) + 64 + MGP_SLOT_SIZE + 64;
+}
 
 /* RFC 8017 7.1.2: 00 || maskedSeed || maskedDB, DB = lHash || 00..00 || 01 || M. */
 static int unpad_oaep(struct dec *u, const unsigned char *em, size_t k, unsigned char *scratch)
@@ -631,7 +639,7 @@ static int ir_synthetic(const struct dec *u, const BIGNUM *d, size_t k, unsigned
     /* The SHA-256 state follows dpad (|n| bytes), 16-byte aligned (dec_scratch leaves room for it). */
     SHA256_CTX *sha = (SHA256_CTX *)(((uintptr_t)(dpad + k) + 15) & ~(uintptr_t)15);
     const mgp_hmac_md *md = mgp_hmac_md_by_name("SHA256");
-    mgp_hmac *h = mgp_hmac_new();
+    mgp_hmac *h = mgp_hmac_in((void *)(((uintptr_t)(sha + 1) + 63) & ~(uintptr_t)63));
     int ok = md != NULL && h != NULL && BN_bn2binpad(d, dpad, (int)k) == (int)k && SHA256_Init(sha) == 1 &&
              SHA256_Update(sha, dpad, k) == 1 && SHA256_Final(key, sha) == 1;
     OPENSSL_cleanse(dpad, k);

@@ -140,18 +140,18 @@ struct signer {
 
 /*
  * RSA decryption asks for the most workspace (rsa.c: 3 * |n| plus the unpadding's scratch, for every
- * padding): encrypt to the key, decrypt, compare. OAEP: PKCS#1 v1.5's implicit rejection also takes
- * an HMAC state from hmac.c's guarded slab pool, a separate allocation (see docs/locked-memory.md).
+ * padding; PKCS#1 v1.5's implicit rejection keeps its HMAC state there too): encrypt to the key,
+ * decrypt, compare; OAEP and PKCS#1 v1.5 in turn.
  */
-static bool decrypts(EVP_PKEY *key, const unsigned char *msg, size_t len)
+static bool decrypts(EVP_PKEY *key, const unsigned char *msg, size_t len, int padding)
 {
     unsigned char ct[512], pt[512];
     size_t ctlen = sizeof ct, ptlen = sizeof pt;
     EVP_PKEY_CTX *e = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
     bool ok = e != NULL && EVP_PKEY_encrypt_init(e) == 1 &&
-              EVP_PKEY_CTX_set_rsa_padding(e, RSA_PKCS1_OAEP_PADDING) > 0 &&
+              EVP_PKEY_CTX_set_rsa_padding(e, padding) > 0 &&
               EVP_PKEY_encrypt(e, ct, &ctlen, msg, len) == 1 && EVP_PKEY_decrypt_init(e) == 1 &&
-              EVP_PKEY_CTX_set_rsa_padding(e, RSA_PKCS1_OAEP_PADDING) > 0 &&
+              EVP_PKEY_CTX_set_rsa_padding(e, padding) > 0 &&
               EVP_PKEY_decrypt(e, pt, &ptlen, ct, ctlen) == 1 && ptlen == len && memcmp(pt, msg, len) == 0;
     EVP_PKEY_CTX_free(e);
     return ok;
@@ -180,7 +180,7 @@ static void *signer_main(void *arg)
             EVP_DigestVerify(m, sig, siglen, msg, sizeof msg) == 1)
             s->verified++;
         EVP_MD_CTX_free(m);
-        if (s->rsa && decrypts(s->key, msg, sizeof msg)) {
+        if (s->rsa && decrypts(s->key, msg, sizeof msg, i % 2 ? RSA_PKCS1_PADDING : RSA_PKCS1_OAEP_PADDING)) {
             s->decrypted++;
         } else if (s->rsa) {
             if (s->failed++ == 0)
