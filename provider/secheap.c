@@ -41,6 +41,9 @@
 
 #include <openssl/crypto.h>
 
+#ifdef MG_SANITIZED
+#include <sanitizer/lsan_interface.h>
+#endif
 #include "provider.h"
 
 #define MGP_SECURE_HEAP_DEFAULT ((size_t)1 << 20) /* 1 MiB */
@@ -257,12 +260,17 @@ int mgp_secure_heap_setup(mgp_ctx *prov, const char *setting)
         } else {
             set_up = 1;
             if (inspect_arena(size)) {
+#ifdef MG_SANITIZED
+                /* LeakSanitizer scans malloc'd memory, not this mapping: objects that only secure
+                 * allocations point to (a DRBG's cipher context) would be reported as leaked. */
+                __lsan_register_root_region((void *)arena_lo, arena_size);
+#endif
                 int e = pthread_atfork(NULL, NULL, relock_in_child);
                 if (e != 0)
                     fprintf(stderr, "memguard-provider: WARNING: pthread_atfork: %s: OpenSSL's secure heap will not "
                                     "be locked again in forked children\n", strerror(e));
             }
-            mgp_debug(prov, "secure heap: %zu bytes at %#lx, %s", size, (unsigned long)arena_lo,
+            mgp_debug(prov, "secure heap: %zu bytes, %s", size,
                       arena_locked_here() ? "locked" : "NOT locked in RAM (see the warning)");
         }
     }
