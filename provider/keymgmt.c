@@ -63,6 +63,40 @@ static int km_match(const void *a, const void *b, int selection)
     return 1;
 }
 
+/*
+ * EVP_PKEY_check and friends, and EVP_PKEY_derive_set_peer_ex(validate = 1) on a peer that
+ * memguard holds: the public part is checked by the default provider, as it checks its own keys;
+ * the private part and the pair were validated before sealing (validate.c), and a refused key is
+ * never valid.
+ */
+static int km_validate(const void *keydata, int selection, int checktype)
+{
+    const mgp_key *k = keydata;
+    if (k == NULL)
+        return 0;
+    if (k->refusal != NULL) {
+        MGP_ERR(k->prov, k->refusal_reason, "%s key refused at load: %s", k->type, k->refusal);
+        return 0;
+    }
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) && k->priv == NULL)
+        return 0;
+    if (!(selection & (OSSL_KEYMGMT_SELECT_PUBLIC_KEY | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS)))
+        return 1;
+    if (k->pub == NULL)
+        return 0;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(k->prov->libctx, k->pub, "provider=default");
+    int ok = 0;
+    if (c != NULL) {
+        if (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY)
+            ok = (checktype == OSSL_KEYMGMT_VALIDATE_QUICK_CHECK ? EVP_PKEY_public_check_quick(c)
+                                                                 : EVP_PKEY_public_check(c)) == 1;
+        else
+            ok = EVP_PKEY_param_check(c) == 1;
+    }
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
 static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
 {
     mgp_key *k = keydata;
@@ -274,6 +308,7 @@ static const OSSL_PARAM ecx_param_types[] = {
         {OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))id##_load},                                                  \
         {OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))km_has},                                                      \
         {OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))km_match},                                                  \
+        {OSSL_FUNC_KEYMGMT_VALIDATE, (void (*)(void))km_validate},                                            \
         {OSSL_FUNC_KEYMGMT_DUP, (void (*)(void))km_dup},                                                      \
         {OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))km_import},                                                \
         {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))id##_types},                                         \
@@ -353,6 +388,7 @@ static const OSSL_PARAM *refused_gettable(void *provctx)
         {OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))id##_load},                                                  \
         {OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))km_has},                                                      \
         {OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))km_match},                                                  \
+        {OSSL_FUNC_KEYMGMT_VALIDATE, (void (*)(void))km_validate},                                            \
         {OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))refused_import},                                           \
         {OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))refused_types},                                      \
         {OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))km_export},                                                \

@@ -137,10 +137,8 @@ static int checked_peers; /* peers compared, reported at the end so that a run s
 /*
  * Run one peer (given as key parameters) against the sealed key on every path and every way of
  * setting it, with the peer held by the default provider and by memguard, and compare with the
- * plain side. A memguard peer set with validation is the one place where the stages may differ:
- * memguard's keymgmt has no validate function, so EVP_PKEY_public_check passes it and a peer the
- * default provider's check refuses at set_peer is refused by memguard only at derive; the outcome
- * (no secret) is the same.
+ * plain side: the same stage and the same secret, whoever holds the peer (memguard's keymgmt
+ * validates a peer it holds with the default provider's public check, as set_peer_ex(1) asks).
  */
 static void compare_peer(const struct sealed *s, const char *what, const char *peer_type, const OSSL_PARAM *params,
                          enum stage expect)
@@ -173,8 +171,7 @@ static void compare_peer(const struct sealed *s, const char *what, const char *p
             const struct outcome *mine[2] = {&viadef, &viamg};
             for (int m = 0; m < 2; m++) {
                 const struct outcome *o = mine[m];
-                bool same_stage = o->st == ref.st ||
-                                  (m == 1 && how != 0 && ref.st == ST_SET_PEER && o->st == ST_DERIVE);
+                bool same_stage = o->st == ref.st;
                 bool same_secret = o->st != ST_OK || (o->len == ref.len && memcmp(o->secret, ref.secret, ref.len) == 0);
                 CHECK(same_stage && same_secret,
                       "%s %s (%s, %s, peer held by %s): memguard %s, the default provider %s%s", s->curve, what,
