@@ -397,19 +397,21 @@ static void test_no_copy_of_the_key_after_any_load(void)
     CU_ASSERT_EQUAL_FATAL(n_needles, 14);
     char f[256];
     /* Each load path, the key freed after use; then one scan for all. */
-    const char *files[] = {"rsa.p8", "rsa.enc", "rsa.preamble", "rsa.certfirst", "rsa.keyfirst",
-                           "ec.p8",  "ec.enc",  "ec.preamble",  "ec.certfirst",  "ec.keyfirst"};
-    EVP_PKEY *held[32];
+    const char *files[] = {"rsa.p8", "rsa.enc", "rsa.lenc", "rsa.preamble", "rsa.certfirst", "rsa.keyfirst",
+                           "ec.p8",  "ec.enc",  "ec.lenc",  "ec.preamble",  "ec.certfirst",  "ec.keyfirst"};
+    EVP_PKEY *held[48];
     size_t nh = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(f, sizeof f, "%s/%s", dir, files[i]);
         held[nh++] = by_store(f, true);
         held[nh++] = by_bio(f);
-        if (strstr(files[i], ".enc") == NULL)
+        if (strstr(files[i], "enc") == NULL)
             held[nh++] = by_store(f, false);
     }
     for (size_t i = 0; i < nh; i++) {
         CU_ASSERT_PTR_NOT_NULL(held[i]);
+        const OSSL_PROVIDER *p = held[i] != NULL ? EVP_PKEY_get0_provider(held[i]) : NULL;
+        CU_ASSERT_TRUE(p != NULL && strcmp(OSSL_PROVIDER_get0_name(p), "memguard") == 0);
         if (held[i] != NULL)
             CU_ASSERT_TRUE(sign_once(held[i]));
     }
@@ -457,6 +459,9 @@ static void test_make_keys(void)
         SH("openssl pkey -in %s -outform DER -out %s", in, out);
     }
     SH("openssl rsa -in rsa.trad -outform DER -traditional -out %s%s 2>/dev/null", "rsa.trad.der", "");
+    /* Traditional PEM with RFC 1421 encryption (Proc-Type: 4,ENCRYPTED; DEK-Info). */
+    SH("openssl rsa -in rsa.p8 -traditional -aes256 -passout pass:secret -out %s%s 2>/dev/null", "rsa.lenc", "");
+    SH("openssl ec -in ec.p8 -aes256 -passout pass:secret -out %s%s 2>/dev/null", "ec.lenc", "");
     SH("openssl ec -in ec.trad -outform DER -out %s%s 2>/dev/null", "ec.trad.der", "");
     SH("openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 -out dsap.pem%s%s", "", "");
     SH("openssl genpkey -paramfile dsap.pem -out %s%s && openssl dsa -in dsa.p8 -out dsa.trad 2>/dev/null", "dsa.p8", "");
