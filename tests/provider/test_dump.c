@@ -104,7 +104,8 @@ static int reader(int make_dumpable)
         if (write(up[1], &d, 1) != 1)
             _exit(1);
         char x;
-        (void)read(down[0], &x, 1); /* until the reader is done */
+        if (read(down[0], &x, 1) < 0) /* until the reader is done (0 at EOF is fine too) */
+            _exit(1);
         EVP_PKEY_free(k);
         _exit(0);
     }
@@ -239,8 +240,8 @@ static int find_core(const char *dir, char *out, size_t cap)
     int n = 0;
     while ((e = readdir(dd)) != NULL)
         if (strncmp(e->d_name, "core", 4) == 0) {
-            snprintf(out, cap, "%s/%s", dir, e->d_name);
-            n++;
+            if ((size_t)snprintf(out, cap, "%s/%.*s", dir, (int)(cap / 2), e->d_name) < cap)
+                n++;
         }
     closedir(dd);
     return n;
