@@ -276,6 +276,10 @@ static int validate_rsa(mgp_ctx *prov, const OSSL_PARAM *params, char *why, size
         refuse(why, whylen, "RSA: modulus of %d bits (memguard accepts %d to %d)", bits, RSA_MIN_BITS, RSA_MAX_BITS);
         goto out;
     }
+    if (!BN_is_odd(n)) { /* no product of odd primes; and Montgomery arithmetic mod n needs it odd */
+        refuse(why, whylen, "RSA: modulus n is even");
+        goto out;
+    }
     if (BN_cmp(e, BN_value_one()) <= 0) {
         refuse(why, whylen, "RSA: public exponent e <= 1");
         goto out;
