@@ -561,10 +561,24 @@ static bool has_long_digit_run(const char *s)
  * where memguard is the one that refuses (NULL where OpenSSL's own import refuses the numbers first,
  * before memguard sees them: then any error will do). direct: the validator's own reason.
  */
+/* Whether the default provider's own import takes these numbers (newer OpenSSL refuses some itself). */
+static bool default_imports(const keyspec *ks)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(plain, ks->type, NULL);
+    EVP_PKEY *k = NULL;
+    bool ok = c != NULL && EVP_PKEY_fromdata_init(c) == 1 &&
+              EVP_PKEY_fromdata(c, &k, EVP_PKEY_KEYPAIR, ks->params) == 1;
+    EVP_PKEY_free(k);
+    EVP_PKEY_CTX_free(c);
+    ERR_clear_error();
+    return ok;
+}
+
 static void expect_refused(const char *label, keyspec ks, const char *direct, const char *why, bool openssl_first)
 {
     char text[4096];
     char got[256] = "";
+    openssl_first = openssl_first || !default_imports(&ks); /* then any error will do, memguard's or OpenSSL's */
     ERR_clear_error();
     CHECK(mgp_validate_private(&vctx, ks.type, ks.params, got, sizeof got) == 0 && strstr(got, direct) != NULL,
           "%s: the validator says \"%s\", expected \"%s\"", label, got, direct);
@@ -596,8 +610,9 @@ static void expect_refused(const char *label, keyspec ks, const char *direct, co
         if (mine) {
             CHECK(!any_private_op(k, ks.type), "%s via %s: the key is usable", label, via_name[via]);
             take_errors(used, sizeof used);
-            /* memguard's reason at the load (the decoder keeps the queue) and "invalid" again at every use */
-            CHECK(strstr(used, "invalid") != NULL && strstr(used, "memguard") != NULL,
+            /* memguard's reason at the load (the decoder keeps the queue) and "invalid" again at every use;
+             * numbers OpenSSL's import refused leave at most a public key, whose use fails as such */
+            CHECK(strstr(used, "memguard") != NULL && (openssl_first || strstr(used, "invalid") != NULL),
                   "%s via %s: its use failed without memguard's \"invalid\": %s", label, via_name[via], used);
             /* PEM_read_bio_PrivateKey empties the queue after a load that succeeds, and a refused key's text
              * does not repeat the reason yet (load.c, reported): there only "invalid" is required. */
