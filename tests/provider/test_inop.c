@@ -603,7 +603,7 @@ static void test_unlocked_arena_said_loudly(void)
     CHECK(strstr(out, "NOT locked in RAM") != NULL, "the debug line does not say the arena is unlocked:\n%s", out);
     /* Control: with the limit raised, no warning. */
     rc = openssl_list(conf, out, sizeof out, true, 8u << 20);
-    CHECK(rc == 0 && strstr(out, "could not be locked") == NULL && strstr(out, "1048576 bytes at") != NULL &&
+    CHECK(rc == 0 && strstr(out, "could not be locked") == NULL && strstr(out, "secure heap: 1048576 bytes, locked") != NULL &&
               strstr(out, ", locked") != NULL,
           "with an 8 MiB limit:\n%s", out);
 }
