@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,22 @@ int mg_os_memlock_limits(size_t *soft, size_t *hard)
     *soft = rl.rlim_cur == RLIM_INFINITY ? (size_t)-1 : (size_t)rl.rlim_cur;
     if (hard != NULL)
         *hard = rl.rlim_max == RLIM_INFINITY ? (size_t)-1 : (size_t)rl.rlim_max;
+    return 0;
+}
+
+int mg_os_stack_low(uintptr_t *low)
+{
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    int rc = pthread_getattr_np(pthread_self(), &a);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_attr_getstack(&a, &addr, &size);
+    (void)pthread_attr_destroy(&a);
+    if (rc != 0 || addr == NULL)
+        return rc != 0 ? -rc : -EINVAL;
+    *low = (uintptr_t)addr;
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum mg_prot { MG_PROT_NONE, MG_PROT_READ, MG_PROT_RW };
@@ -59,6 +60,8 @@ int mg_os_set_nondumpable(void);
 int mg_os_memlock_limit(size_t *soft);
 /* Both RLIMIT_MEMLOCK values; (size_t)-1 for unlimited. 0, or -errno. */
 int mg_os_memlock_limits(size_t *soft, size_t *hard);
+/* The lowest address of the calling thread's stack (its usable part). 0, or -errno. */
+int mg_os_stack_low(uintptr_t *low);
 
 /* Write a message to stderr with write(2): async-signal-safe. */
 void mg_os_write_stderr(const char *msg);

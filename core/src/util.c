@@ -59,12 +59,57 @@ void mg_move(void *dst, void *src, size_t n)
 
 #define SCRUB_MAX (64 * 1024)
 
-/* Zero n bytes of stack below this frame; noinline so that they are below the caller's. */
-__attribute__((noinline)) static void scrub_stack(size_t n)
+/*
+ * Zero n bytes of stack below the caller's frame; noinline so that the area is below it. One
+ * function per size: the frame is as large as the area (stack probes touch every page of it), and
+ * threads with small stacks (stunnel's are 64 KiB) must only get what fits.
+ */
+#define SCRUB_FN(kib)                                                                                 \
+    __attribute__((noinline)) static void scrub_##kib(void)                                          \
+    {                                                                                                 \
+        unsigned char area[(kib) * 1024];                                                             \
+        explicit_bzero(area, sizeof area);                                                            \
+        __asm__ __volatile__("" : : "r"(area) : "memory");                                          \
+    }
+SCRUB_FN(4)
+SCRUB_FN(8)
+SCRUB_FN(16)
+SCRUB_FN(32)
+SCRUB_FN(64)
+
+/* Headroom left below the scrubbed area: scrub's own frames, a signal handler's. */
+#define SCRUB_MARGIN (16 * 1024)
+
+/* How much stack is free below the caller, or 0 if unknown (the thread's bounds are cached). */
+static size_t stack_room(void)
 {
-    unsigned char area[SCRUB_MAX];
-    explicit_bzero(area + SCRUB_MAX - n, n); /* the part nearest the caller first */
-    __asm__ __volatile__("" : : "r"(area) : "memory");
+    static _Thread_local uintptr_t low; /* 1: asked, unknown */
+    if (low == 0 && mg_os_stack_low(&low) != 0)
+        low = 1;
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (low <= 1 || here <= low + SCRUB_MARGIN)
+        return 0;
+    return here - low - SCRUB_MARGIN;
+}
+
+/* The smallest area that covers n and fits in the room below us; else the largest that fits. */
+static void scrub_stack(size_t n)
+{
+    static void (*const fns[])(void) = {scrub_4, scrub_8, scrub_16, scrub_32, scrub_64};
+    size_t room = stack_room();
+    if (room == 0)
+        room = 4096; /* bounds unknown: a page, which every thread has to spare */
+    int pick = -1;
+    for (int i = 0; i < 5; i++) {
+        size_t size = (size_t)4096 << i;
+        if (size > room)
+            break;
+        pick = i;
+        if (size >= n)
+            break;
+    }
+    if (pick >= 0)
+        fns[pick]();
 }
 
 #if defined(__x86_64__)
@@ -115,6 +160,6 @@ void mg_clear_registers(void)
 void mg_scrub(size_t stack_bytes)
 {
     mg_clear_registers();
-    if (stack_bytes > 0) /* the 64 KiB frame costs stack probes: not for register-only calls */
+    if (stack_bytes > 0) /* the frame costs stack probes: not for register-only calls */
         scrub_stack(stack_bytes > SCRUB_MAX ? SCRUB_MAX : stack_bytes);
 }

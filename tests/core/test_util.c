@@ -1,8 +1,10 @@
 /* Helpers on plain memory: wipe, scramble, constant-time equal/copy/move. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <memguard/memguard.h>
 
@@ -145,12 +147,65 @@ static void test_scrub_clears_dead_stack_frames(void)
     mg_scrub(1u << 30); /* an absurd size is capped, not a crash */
 }
 
+/*
+ * A thread with a small stack (stunnel's are 64 KiB) asking for the largest scrub: mg_scrub must
+ * fit it in the room left, not run off the end of the stack (it did, from deep in a TLS handshake),
+ * and still clear what a callee left just below.
+ */
+struct small_stack_run {
+    size_t before, after;
+};
+
+static void *small_stack_thread(void *arg)
+{
+    struct small_stack_run *r = arg;
+    unsigned char top_marker = 0;
+    const unsigned char *top = &top_marker;
+    deposit();
+    r->before = count_below(top, 8192);
+    deposit();
+    mg_scrub(64 * 1024);
+    r->after = count_below(top, 8192);
+    return NULL;
+}
+
+static void small_stack_child(void *arg)
+{
+    (void)arg;
+    pthread_attr_t a;
+    pthread_t t;
+    struct small_stack_run r = {0, 0};
+    if (pthread_attr_init(&a) != 0 || pthread_attr_setstacksize(&a, 64 * 1024) != 0 ||
+        pthread_create(&t, &a, small_stack_thread, &r) != 0 || pthread_join(t, NULL) != 0)
+        _exit(2);
+    _exit(r.before > 0 && r.after == 0 ? 0 : 3);
+}
+
+static void test_scrub_fits_a_small_thread_stack(void)
+{
+#ifdef MG_SANITIZED
+    printf("\n    skipped under ASan (dead frames live in its fake stack)");
+    return;
+#endif
+    if (getenv("MGT_UNDER_VALGRIND") != NULL) {
+        printf("\n    skipped under valgrind (reads below the stack pointer are errors there)");
+        return;
+    }
+    CU_ASSERT_FATAL(mg_scramble(pattern, sizeof pattern) == MG_OK);
+    int st = mgt_run_child(small_stack_child, NULL, NULL, 0);
+    printf("\n    64 KiB thread stack, mg_scrub(64 KiB): %s",
+           WIFEXITED(st) ? (WEXITSTATUS(st) == 0 ? "returned, callee's pattern cleared" : "returned, pattern left")
+                         : "killed (stack overflow)");
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static CU_TestInfo util_tests[] = {
     {"equal on equal, unequal and empty inputs", test_equal_on_equal_unequal_and_empty},
     {"copy and move (move wipes the source)", test_copy_and_move},
     {"wipe and scramble", test_wipe_and_scramble},
     {"helpers do not branch on secret data (memcheck)", test_helpers_do_not_branch_on_secret_data},
     {"mg_scrub clears what dead callee frames left on the stack", test_scrub_clears_dead_stack_frames},
+    {"mg_scrub fits a 64 KiB thread stack and still clears below", test_scrub_fits_a_small_thread_stack},
     CU_TEST_INFO_NULL,
 };
 

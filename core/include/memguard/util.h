@@ -32,7 +32,10 @@ MG_API void mg_move(void *dst, void *src, size_t n);
  * (where callees kept locals and the dynamic linker spilled registers) and, on
  * x86-64, the vector registers that memcpy and crypto code leave secrets in.
  * Call it when the code that touched a secret has returned. stack_bytes is
- * capped at 64 KiB (the caller's thread needs that much stack below it).
+ * capped at 64 KiB, and at what the calling thread's stack has free below the
+ * caller (less 16 KiB of headroom): a thread with a small stack gets less
+ * scrubbed, never a stack overflow. The area is rounded up to 4, 8, 16, 32 or
+ * 64 KiB where it fits.
  */
 MG_API void mg_scrub(size_t stack_bytes);
 
