@@ -113,6 +113,13 @@ static int km_import(void *keydata, int selection, const OSSL_PARAM params[])
         ok = mgp_key_set_from_pkey(k, pk);
         goto out;
     }
+    /* A private part that does not import must not quietly become a public-only key. */
+    if (want_private && (OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY) != NULL ||
+                         OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_D) != NULL ||
+                         OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_FACTOR1) != NULL)) {
+        MGP_ERR(k->prov, MGP_R_INVALID_KEY, "the %s private key does not import: its numbers are refused", k->type);
+        goto out;
+    }
     int sel = (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) || want_private ? EVP_PKEY_PUBLIC_KEY
                                                                              : EVP_PKEY_KEY_PARAMETERS;
     if (EVP_PKEY_fromdata(pctx, &pk, sel, (OSSL_PARAM *)(uintptr_t)params) == 1) {

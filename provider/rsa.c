@@ -156,7 +156,9 @@ static struct mgp_rsa_cache *cache_of(mgp_key *k)
     BIGNUM *n = NULL, *e = NULL;
     BN_CTX *bn = BN_CTX_new();
     if (bn == NULL || EVP_PKEY_get_bn_param(k->pub, OSSL_PKEY_PARAM_RSA_N, &c->n) != 1 ||
-        EVP_PKEY_get_bn_param(k->pub, OSSL_PKEY_PARAM_RSA_E, &c->e) != 1 || (c->pub = RSA_new()) == NULL ||
+        EVP_PKEY_get_bn_param(k->pub, OSSL_PKEY_PARAM_RSA_E, &c->e) != 1 ||
+        !BN_is_odd(c->n) /* Montgomery arithmetic needs it; validate.c refuses such keys before this */ ||
+        (c->pub = RSA_new()) == NULL ||
         (n = BN_dup(c->n)) == NULL || (e = BN_dup(c->e)) == NULL || RSA_set0_key(c->pub, n, e, NULL) != 1 ||
         (c->mont = BN_MONT_CTX_new()) == NULL || BN_MONT_CTX_set(c->mont, c->n, bn) != 1) {
         BN_CTX_free(bn);
