@@ -8,9 +8,9 @@
  *   (b) a valid ciphertext right after a valid one against right after an invalid one (what
  *       showed that memguard threw its blinding pair away after a bad padding: 513 vs 270 us).
  * Each sample is one EVP_PKEY_decrypt on a context made once, of one of 64 distinct ciphertexts of
- * its set, in turn. A row prints both medians, their ratio and Welch's t over all samples (|t| above ~5 with ratio 1.00 means a difference smaller
- * than the printed digits, but real). Target: every ratio within 3%, and no pair worse than the
- * default provider's own.
+ * its set, in turn. A row prints both medians, their ratio and Welch's t over all samples (|t|
+ * above ~5 with ratio 1.00 means a difference smaller than the printed digits, but real). Target:
+ * every ratio within 3%, and no pair worse than the default provider's own.
  *
  * Usage: bench_rsa_timing [SAMPLES] [MODULE]   (SAMPLES >= 100, default 10000 per set)
  * Exits 0 whatever the numbers are (a benchmark, not a test); 1 if set-up or an operation fails.
