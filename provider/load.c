@@ -32,21 +32,28 @@ void mgp_load_warn_unsealed(const char *type, const char *what)
             what, OPTION_HINT);
 }
 
+void mgp_memlock_limits(char soft[32], char hard[32])
+{
+    struct rlimit rl;
+    snprintf(soft, 32, "?");
+    snprintf(hard, 32, "?");
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        return;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(soft, 32, "unlimited");
+    else
+        snprintf(soft, 32, "%llu", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_max == RLIM_INFINITY)
+        snprintf(hard, 32, "unlimited");
+    else
+        snprintf(hard, 32, "%llu", (unsigned long long)rl.rlim_max);
+}
+
 /* "RLIMIT_MEMLOCK soft 32768 hard 32768 bytes, 28 kB locked" (what the operator needs to raise). */
 static void describe_memlock(char *out, size_t n)
 {
-    struct rlimit rl;
-    char soft[32] = "?", hard[32] = "?";
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-        if (rl.rlim_cur == RLIM_INFINITY)
-            snprintf(soft, sizeof soft, "unlimited");
-        else
-            snprintf(soft, sizeof soft, "%llu", (unsigned long long)rl.rlim_cur);
-        if (rl.rlim_max == RLIM_INFINITY)
-            snprintf(hard, sizeof hard, "unlimited");
-        else
-            snprintf(hard, sizeof hard, "%llu", (unsigned long long)rl.rlim_max);
-    }
+    char soft[32], hard[32];
+    mgp_memlock_limits(soft, hard);
     long locked_kb = -1;
     FILE *f = fopen("/proc/self/status", "r");
     if (f != NULL) {

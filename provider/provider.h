@@ -181,6 +181,9 @@ void mgp_nondumpable_assert(const mgp_ctx *prov);
  */
 int mgp_secure_heap_setup(mgp_ctx *prov, const char *setting);
 
+/* RLIMIT_MEMLOCK's soft and hard values as text, in bytes or "unlimited" ("?" if unknown) (load.c). */
+void mgp_memlock_limits(char soft[32], char hard[32]);
+
 /* Merge params into *dst (deep copies; later keys win). 1 on success. */
 int mgp_params_merge(OSSL_PARAM **dst, const OSSL_PARAM *params);
 

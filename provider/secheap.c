@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -195,18 +194,8 @@ static int inspect_arena(size_t size)
         fprintf(stderr, "memguard-provider: WARNING: OpenSSL's secure heap has no guard page on its %s side\n",
                 below.hi != v.lo || strcmp(below.perms, "---p") != 0 ? "lower" : "upper");
     if (!v.locked) {
-        struct rlimit rl = {0, 0};
-        char soft[32] = "?", hard[32] = "?";
-        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-            if (rl.rlim_cur == RLIM_INFINITY)
-                snprintf(soft, sizeof soft, "unlimited");
-            else
-                snprintf(soft, sizeof soft, "%llu", (unsigned long long)rl.rlim_cur);
-            if (rl.rlim_max == RLIM_INFINITY)
-                snprintf(hard, sizeof hard, "unlimited");
-            else
-                snprintf(hard, sizeof hard, "%llu", (unsigned long long)rl.rlim_max);
-        }
+        char soft[32], hard[32];
+        mgp_memlock_limits(soft, hard);
         fprintf(stderr,
                 "memguard-provider: WARNING: OpenSSL's secure heap (%zu bytes) could not be locked in RAM: "
                 "RLIMIT_MEMLOCK is %s bytes (hard %s), shared with memguard's own keys. Operations' transient "

@@ -66,10 +66,12 @@ static const char *const components[] = {"rsa-d",  "rsa-p", "rsa-q",   "rsa-dp",
  * have 0 hits there. p and q are not: RSA_private_encrypt builds Montgomery contexts of p and q
  * (BN_MONT_CTX copies the modulus into a BIGNUM of its own, never a secure one), so they and the
  * windows that divide n are found in the ordinary heap while an RSA operation runs
- * (docs/in-operation.md).
+ * (docs/in-operation.md). Nor is the EC scalar: ECDSA's nonce derivation
+ * (ossl_bn_gen_dsa_nonce_fixed_top) hashes the scalar, padded to 96 bytes, through an EVP SHA-512
+ * context that the default provider allocates in the ordinary heap (cleared on free); a scan that
+ * lands in those microseconds sees it (1 of 20 scans in a release build). Reported, not asserted.
  */
-static const char *const kept_out[] = {"rsa-d",   "rsa-dp", "rsa-dq",    "rsa-qinv", "ec-priv",
-                                       "ec-pad",  "der-pkcs8", "der-trad", "pem"};
+static const char *const kept_out[] = {"rsa-d", "rsa-dp", "rsa-dq", "rsa-qinv", "der-pkcs8", "der-trad", "pem"};
 
 static int comp_index(const char *tag)
 {
@@ -437,6 +439,10 @@ static void print_summary(const char *label, const struct totals *t, int scans)
 
 static bool is_kept_out(const char *comp)
 {
+    /* OpenSSL 3.5's AVX-512 RSAZ exponentiation (rsaz_exp_x2.c) copies dP and dQ into a heap buffer
+     * of its own (cleared on free); 3.0's keeps them on the stack. Reported there, not asserted. */
+    if ((strcmp(comp, "rsa-dp") == 0 || strcmp(comp, "rsa-dq") == 0) && OpenSSL_version_num() >= 0x30100000L)
+        return false;
     for (size_t i = 0; i < sizeof kept_out / sizeof kept_out[0]; i++)
         if (strcmp(comp, kept_out[i]) == 0)
             return true;
