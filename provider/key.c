@@ -167,10 +167,15 @@ static void say_backend_once(const mgp_ctx *prov)
     pid_t self = getpid();
     if (atomic_exchange(&said, self) == self)
         return;
-    fprintf(stderr, "memguard-provider: private keys sealed; guarded memory: %s; process %s\n",
-            mg_get_backend() == MG_BACKEND_SECRETMEM ? "memfd_secret (out of the kernel's direct map)"
-                                                     : "anonymous pages, mlock'ed (memfd_secret unavailable)",
-            prov->dumpable ? "DUMPABLE (memguard-dumpable = 1)" : "non-dumpable");
+    if (mg_get_backend() == MG_BACKEND_SECRETMEM)
+        fprintf(stderr, "memguard-provider: private keys sealed; guarded memory: memfd_secret (out of the kernel's "
+                        "direct map); process %s\n",
+                prov->dumpable ? "DUMPABLE (memguard-dumpable = 1)" : "non-dumpable");
+    else
+        fprintf(stderr, "memguard-provider: private keys sealed; guarded memory: anonymous pages, mlock'ed (%s); "
+                        "process %s\n",
+                prov->backend_why != NULL ? prov->backend_why : "memfd_secret unavailable",
+                prov->dumpable ? "DUMPABLE (memguard-dumpable = 1)" : "non-dumpable");
 }
 
 struct seal_args {

@@ -474,14 +474,19 @@ static int configure(mgp_ctx *ctx)
     /* The strongest backend the kernel offers unless told otherwise: memfd_secret pages are out of
      * the kernel's direct map and unreadable through /proc/PID/mem even by root. */
     const char *env_backend = getenv("MEMGUARD_BACKEND"); /* the library's own switch, below the config's */
-    if (backend == NULL && env_backend != NULL && strcmp(env_backend, "anonymous") == 0)
+    ctx->backend_why = "memfd_secret unavailable";
+    if (backend == NULL && env_backend != NULL && strcmp(env_backend, "anonymous") == 0) {
         backend = (char *)(uintptr_t)env_backend;
+        ctx->backend_why = "MEMGUARD_BACKEND=anonymous";
+    }
     if (backend == NULL || strcmp(backend, "auto") == 0 || strcmp(backend, "secretmem") == 0) {
         if (mg_set_backend(MG_BACKEND_SECRETMEM) != MG_OK && backend != NULL && strcmp(backend, "secretmem") == 0)
             fprintf(stderr, "memguard-provider: memguard-backend = secretmem: %s; using anonymous pages\n",
                     mg_last_error_message());
     } else if (strcmp(backend, "anonymous") == 0) {
         (void)mg_set_backend(MG_BACKEND_ANON);
+        if (backend != env_backend)
+            ctx->backend_why = "memguard-backend = anonymous";
     } else {
         return config_error(ctx, "memguard-backend = %s: use auto, secretmem or anonymous", backend);
     }

@@ -42,6 +42,7 @@ typedef struct mgp_ctx {
     /* Non-empty: the configuration (or memguard's initialisation) failed; every private key is
      * refused with this text instead of the provider failing to load (provider.c config_error). */
     char config_error[256];
+    const char *backend_why; /* why guarded memory is anonymous pages, for the one-line report (key.c) */
 } mgp_ctx;
 
 /* ---- errors (provider.c) ---- */

@@ -49,10 +49,11 @@ if [ "$have_secret" = 1 ]; then
 else
   [ "$(line auto.cnf 'anonymous')" = 1 ] && ok "no setting, kernel without memfd_secret: anonymous, said" || bad "no setting: anonymous line"
 fi
-[ "$(line anon.cnf 'anonymous')" = 1 ] && ok "memguard-backend = anonymous: anonymous, said" || bad "anonymous line"
+[ "$(line anon.cnf 'anonymous pages, mlock.ed (memguard-backend = anonymous)')" = 1 ] &&
+  ok "memguard-backend = anonymous: anonymous, said with the reason" || bad "anonymous line"
 # The environment switch (used by the suite's memory scans) is below the configuration.
 n=$(MEMGUARD_BACKEND=anonymous OPENSSL_CONF=auto.cnf openssl pkey -in key.pem -pubout -out /dev/null 2>&1 |
-    grep -c "guarded memory: anonymous")
+    grep -c "guarded memory: anonymous pages, mlock.ed (MEMGUARD_BACKEND=anonymous)")
 [ "$n" = 1 ] && ok "MEMGUARD_BACKEND=anonymous: anonymous" || bad "MEMGUARD_BACKEND=anonymous"
 # Exactly one line per process, however many keys.
 n=$(env -u MEMGUARD_BACKEND OPENSSL_CONF=auto.cnf openssl pkeyutl -sign -inkey key.pem -in key.pem -rawin \
