@@ -12,14 +12,9 @@
 
 #include "provider.h"
 
-/* OpenSSL >= 3.2's parameter (3.0's headers lack the name): 0 turns PKCS#1 v1.5 implicit rejection off. */
-#define MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION "implicit-rejection"
 /* Test hook, no secret: blinding pairs generated for the key, and pairs squared for reuse (rsa.c). */
 #define MGP_ASYM_CIPHER_PARAM_BLINDINGS_MADE "memguard-rsa-blindings-made"
 #define MGP_ASYM_CIPHER_PARAM_BLINDINGS_SQUARED "memguard-rsa-blindings-squared"
-/* rsa.c (these belong in provider.h, which this change does not own). */
-int mgp_rsa_pad_mode(const OSSL_PARAM *params, int dflt);
-int mgp_rsa_blinding_counts(mgp_key *k, uint64_t *made, uint64_t *squared);
 
 typedef struct {
     mgp_ctx *prov;

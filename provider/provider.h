@@ -120,11 +120,18 @@ int mgp_key_with_params(const mgp_key *k, size_t work, mgp_params_fn fn, void *a
 
 /*
  * RSA private operations without rebuilding an EVP_PKEY (rsa.c): per-key
- * blinding from public values only, private parts unsealed per operation.
- * Return 1 done, 0 failed (error raised), MGP_RSA_SLOW_PATH when the request
- * is outside what the fast path implements (the caller uses the EVP path).
+ * blinding from public values only, private parts unsealed per operation,
+ * constant-time unpadding. Return 1 done, 0 failed (error raised),
+ * MGP_RSA_SLOW_PATH when the request is outside what the fast path implements
+ * (X9.31, RSA-PSS restricted keys, unusual parameters: the caller uses the EVP path).
  */
 #define MGP_RSA_SLOW_PATH 2
+/* OpenSSL >= 3.2's parameter (3.0's headers lack the name): 0 turns PKCS#1 v1.5 implicit rejection off. */
+#define MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION "implicit-rejection"
+/* The padding mode of a parameter list, as an integer or a name (RSA_*_PADDING); dflt if absent, -1 if unknown. */
+int mgp_rsa_pad_mode(const OSSL_PARAM *params, int dflt);
+/* Test hook, no secret: blinding pairs generated for k, and pairs squared for reuse. */
+int mgp_rsa_blinding_counts(mgp_key *k, uint64_t *made, uint64_t *squared);
 int mgp_rsa_sign(mgp_key *k, const EVP_MD *md, const OSSL_PARAM *params, const unsigned char *tbs, size_t tbslen,
                  unsigned char *sig, size_t *siglen, size_t sigsize);
 int mgp_rsa_decrypt(mgp_key *k, const OSSL_PARAM *params, const unsigned char *in, size_t inlen, unsigned char *out,

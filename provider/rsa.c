@@ -47,13 +47,6 @@
 #include "hmac.h"
 #include "provider.h"
 
-/*
- * OpenSSL >= 3.2's name for switching implicit rejection off; 3.0's headers lack it. The functions
- * below are shared with asym_cipher.c only (they belong in provider.h, which this change does not own).
- */
-#define MGP_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION "implicit-rejection"
-int mgp_rsa_pad_mode(const OSSL_PARAM *params, int dflt);
-int mgp_rsa_blinding_counts(mgp_key *k, uint64_t *made, uint64_t *squared);
 
 #define BLIND_USES 32   /* OpenSSL's BN_BLINDING_COUNTER */
 #define SPARES 4        /* pairs kept per key: two or more threads each find one without a lock */
