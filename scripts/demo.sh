@@ -63,7 +63,9 @@ say "   what the scan matched in the plain master (encoding=matches): ${found:-n
 say
 if [ "$total_mg" -eq 0 ] && [ "$total_plain" -gt 0 ]; then
   say "RESULT: with memguard no process holds any form of the key ($total_plain copies without it)."
-  say "        The key is sealed (XSalsa20-Poly1305) and unsealed into guarded memory only while signing."
+  say "        Between handshakes the key is sealed (XSalsa20-Poly1305); each signature unseals it into"
+  say "        guarded memory, and OpenSSL's arithmetic holds parts of it for that moment (docs/in-operation.md)."
+  say "        Every nginx process is non-dumpable; docs/threat-model.md says what is and is not protected."
   say "Re-run the scan on any process: $scan KEYFILE PID   (docs/keyscan.md, docs/tls.md)"
 else
   say "RESULT: unexpected - with memguard $total_mg copies, without $total_plain. See docs/tls.md."
