@@ -67,8 +67,25 @@ copies_of() { # key pids... -> "a/b/c"
   shift
   "$scan" --tsv "$key" "$@" 2>/dev/null | awk '$1 == "summary" {printf "%s%s", sep, $3; sep="/"}'
 }
+# Workers (uid www-data) whose /proc/PID files are root's: the kernel's sign of a non-dumpable
+# process (proc(5)). nginx makes its workers dumpable after fork; memguard makes them not again.
+workers_nondumpable() { # dir -> "n/m" (non-dumpable / workers)
+  local n=0 m=0 pid uid
+  for pid in $(tls_nginx_pids "$1" | sed 1d); do
+    uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
+    [ "$uid" = 0 ] && continue
+    m=$((m + 1))
+    [ "$(stat -c %u "/proc/$pid/environ")" = 0 ] && n=$((n + 1))
+  done
+  echo "$n/$m"
+}
 scan_zero() {
-  local what=$1 dir=$2 key=$3 pids
+  local what=$1 dir=$2 key=$3 pids nd
+  nd=$(workers_nondumpable "$dir")
+  if [ "$(id -u)" = 0 ]; then
+    if [ "${nd%/*}" = "${nd#*/}" ] && [ "${nd#*/}" -gt 0 ]; then ok "$what: every worker is non-dumpable ($nd)"
+    else bad "$what: workers non-dumpable: $nd"; fi
+  fi
   pids=$(tls_nginx_pids "$dir" | tr '\n' ' ')
   "$scan" --quiet "$key" $pids > "$work/scan.out" 2>&1
   local rc=$?
@@ -186,6 +203,11 @@ for name in rsa rsatrad rsapss p256 p384 ed25519; do
   servers+=("$dir")
   if ! tls_nginx_serve "$dir" "$work/$name.key" "$work/$name.crt" /dev/null; then bad "control $name: start"; continue; fi
   OPENSSL_CONF=/dev/null "$load" -p "$port" -n 300 -t 4 -q > /dev/null 2>&1
+  if [ "$(id -u)" = 0 ]; then
+    nd=$(workers_nondumpable "$dir")
+    if [ "${nd%/*}" = 0 ] && [ "${nd#*/}" -gt 0 ]; then ok "control $name: without memguard the workers are dumpable"
+    else bad "control $name: workers non-dumpable without memguard: $nd (the check proves nothing)"; fi
+  fi
   pids=$(tls_nginx_pids "$dir" | tr '\n' ' ')
   without_mg[$name]=$(copies_of "$work/$name.key" $pids)
   "$scan" --quiet "$work/$name.key" $pids > /dev/null 2>&1
