@@ -178,7 +178,8 @@ int mgp_validate_private(mgp_ctx *prov, const char *type, const OSSL_PARAM *para
 /*
  * The process stays non-dumpable (PR_SET_DUMPABLE 0) while it holds sealed keys, unless the
  * operator set memguard-dumpable = 1. Re-asserted after fork (nginx workers turn it back on):
- * called at every private-key operation, costs a getpid() comparison (provider.c).
+ * called at every private-key operation: a getpid() and a prctl(PR_GET_DUMPABLE), well under a
+ * microsecond, so that a process that turns dumpable back on by itself is caught too (provider.c).
  */
 void mgp_nondumpable_assert(const mgp_ctx *prov);
 

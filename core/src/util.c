@@ -68,7 +68,7 @@ void mg_move(void *dst, void *src, size_t n)
     __attribute__((noinline)) static void scrub_##kib(void)                                          \
     {                                                                                                 \
         unsigned char area[(kib) * 1024];                                                             \
-        explicit_bzero(area, sizeof area);                                                            \
+        mg_wipe(area, sizeof area);                                                                   \
         __asm__ __volatile__("" : : "r"(area) : "memory");                                          \
     }
 SCRUB_FN(4)
